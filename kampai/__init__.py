@@ -1,0 +1,1 @@
+"""The framework under gridsearch: taxi-fare data, transformers, pipelines from config."""
