@@ -1,0 +1,329 @@
+"""Load ``conf/search.yaml``, apply ``--set`` overrides and check every key before any work.
+
+Only the shape of the config is checked here (keys, types, ranges). What needs the
+pipeline or the data (``step__param`` names, the target column) is checked by
+:mod:`gridsearch.space` and :mod:`gridsearch.engine`, still before anything is computed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gridsearch.errors import ConfigError
+
+SYNTHETIC_SOURCE = "synthetic-taxifare"
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class _Field:
+    """One allowed key: accepted types, default, and an extra check returning a problem."""
+
+    types: tuple[type, ...]
+    default: Any = _REQUIRED
+    check: Callable[[Any], str | None] | None = None
+    allowed: str = ""
+
+
+def _at_least(low: int) -> Callable[[Any], str | None]:
+    return lambda value: None if value is None or value >= low else f"must be >= {low}"
+
+
+def _fraction(value: float | None) -> str | None:
+    return None if value is None or 0 < value < 1 else "must be between 0 and 1"
+
+
+def _non_empty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+_INT, _STR, _BOOL, _NONE = (int,), (str,), (bool,), (type(None),)
+_SCHEMA: dict[str, dict[str, _Field]] = {
+    "data": {
+        "source": _Field(_STR, SYNTHETIC_SOURCE, _non_empty, f"'{SYNTHETIC_SOURCE}' or a CSV/Parquet path"),
+        "target": _Field(_STR, "fare_amount", _non_empty, "a column name"),
+        "rows": _Field(_INT + _NONE, None, _at_least(1), "a row count >= 1 or null for all rows"),
+        "seed": _Field(_INT, 0, None, "an integer seed for the synthetic generator"),
+        "clean": _Field(_BOOL, True, None, "true or false"),
+    },
+    "pipeline": {
+        "factory": _Field(_STR + _NONE, None, None, "'module:function' returning an estimator"),
+        "steps": _Field((list,) + _NONE, None, None, "a list of {name, estimator, params}"),
+    },
+    "search": {
+        "params": _Field((dict, list), _REQUIRED, None, "a grid {step__param: [values]} or a list of grids"),
+        "n_iter": _Field(_INT + _NONE, None, _at_least(1), "null for grid search or a sample count >= 1"),
+        "seed": _Field(_INT, 0, None, "an integer seed for random search"),
+    },
+    "cv": {
+        "folds": _Field(_INT, 5, _at_least(2), "an integer >= 2"),
+        "shuffle": _Field(_BOOL, False, None, "true or false"),
+        "seed": _Field(_INT + _NONE, None, None, "an integer seed or null"),
+    },
+    "cluster": {
+        "address": _Field(_STR + _NONE, None, None, "null for a LocalCluster or a scheduler address"),
+        "workers": _Field(_INT + _NONE, None, _at_least(1), "a worker count >= 1 or null for one per core"),
+        "dashboard": _Field(_STR + _NONE, "127.0.0.1:8787", None, "host:port for the dashboard or null"),
+    },
+}
+_TOP_LEVEL: dict[str, _Field] = {
+    "scoring": _Field((str, list), _REQUIRED, None, "a scikit-learn scorer name or a list of them"),
+    "cache": _Field(_STR, "cache", _non_empty, "a directory"),
+    "log": _Field(_STR, "runs", _non_empty, "a directory"),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str
+    target: str
+    rows: int | None
+    seed: int
+    clean: bool
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == SYNTHETIC_SOURCE
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    factory: str | None
+    steps: tuple[Mapping[str, Any], ...] | None
+
+    def spec(self) -> Any:
+        """What defines the pipeline, for content ids."""
+        return self.factory if self.factory else [dict(step) for step in self.steps or ()]
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    grids: tuple[Mapping[str, Any], ...]
+    n_iter: int | None
+    seed: int
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    folds: int
+    shuffle: bool
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    address: str | None
+    workers: int | None
+    dashboard: str | None
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A validated search config; ``source`` names where it came from, for messages."""
+
+    source: str
+    data: DataConfig
+    pipeline: PipelineConfig
+    space: SpaceConfig
+    cv: CVConfig
+    scoring: tuple[str, ...]
+    cluster: ClusterConfig
+    cache_dir: Path
+    log_dir: Path
+    raw: Mapping[str, Any]
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """A :class:`ConfigError` located in this config."""
+        return ConfigError(self.source, key, problem)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["cv.folds=5", "search.params.model__alpha=[1, 2]"]`` into a dict.
+
+    Values are read as YAML, so ``5`` is an int, ``[1, 2]`` a list and ``null`` None.
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", item, "expected KEY=VALUE, e.g. --set cv.folds=5")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("--set", key, f"value is not valid YAML: {text!r} ({exc.problem})") from None
+    return overrides
+
+
+def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Read, override and validate a search config.
+
+    Parameters
+    ----------
+    path : path-like
+        The YAML file.
+    overrides : mapping, optional
+        Dotted keys (``"cv.folds"``) or nested dicts, applied on top of the file.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem, naming the file and the key.
+    """
+    source = str(path)
+    raw = _read_yaml(Path(path))
+    if overrides:
+        source += " (with overrides)"
+        raw = _apply_overrides(raw, overrides)
+    return _validate(source, raw)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "config file not found (give the path of a search YAML, e.g. conf/search.yaml)") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read config file ({type(exc).__name__}: {exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(str(path), "", f"YAML syntax error at {where}: {exc.problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "", f"expected a mapping of sections (data, pipeline, search, ...), found {_kind(raw)}")
+    return raw
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = merged
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError("--set", dotted, f"{'.'.join(parents[: i + 1])} is not a section")
+            node = child
+        if isinstance(value, Mapping) and isinstance(node.get(leaf), dict) and leaf != "params":
+            node[leaf] = {**node[leaf], **value}
+        else:
+            node[leaf] = value
+    return merged
+
+
+def _validate(source: str, raw: dict[str, Any]) -> SearchConfig:
+    allowed_top = sorted([*_SCHEMA, *_TOP_LEVEL])
+    _reject_unknown(source, "", raw, allowed_top)
+    sections = {}
+    for name, fields in _SCHEMA.items():
+        section = raw.get(name, {})
+        if name == "pipeline" and isinstance(section, str):
+            section = {"factory": section}
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            raise ConfigError(source, name, f"expected a mapping with keys {sorted(fields)}, found {_kind(section)}")
+        _reject_unknown(source, name, section, sorted(fields))
+        sections[name] = {key: _value(source, f"{name}.{key}", section, key, field) for key, field in fields.items()}
+    top = {key: _value(source, key, raw, key, field) for key, field in _TOP_LEVEL.items()}
+    return SearchConfig(
+        source=source,
+        data=DataConfig(**sections["data"]),
+        pipeline=_pipeline(source, sections["pipeline"]),
+        space=SpaceConfig(grids=_grids(source, sections["search"]["params"]), n_iter=sections["search"]["n_iter"], seed=sections["search"]["seed"]),
+        cv=CVConfig(**sections["cv"]),
+        scoring=_scoring(source, top["scoring"]),
+        cluster=ClusterConfig(**sections["cluster"]),
+        cache_dir=Path(top["cache"]),
+        log_dir=Path(top["log"]),
+        raw=raw,
+    )
+
+
+def _reject_unknown(source: str, where: str, mapping: Mapping[str, Any], allowed: list[str]) -> None:
+    for key in mapping:
+        if key not in allowed:
+            dotted = f"{where}.{key}" if where else str(key)
+            raise ConfigError(source, dotted, f"unknown key{did_you_mean(str(key), allowed)} (allowed: {', '.join(allowed)})")
+
+
+def _value(source: str, dotted: str, mapping: Mapping[str, Any], key: str, field: _Field) -> Any:
+    if key not in mapping:
+        if field.default is _REQUIRED:
+            raise ConfigError(source, dotted, f"missing; expected {field.allowed}")
+        return field.default
+    value = mapping[key]
+    type_ok = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
+    problem = None if type_ok else "wrong type"
+    if type_ok and field.check is not None:
+        problem = field.check(value)
+    if problem:
+        raise ConfigError(source, dotted, f"expected {field.allowed}, found {value!r} ({problem})")
+    return value
+
+
+def _pipeline(source: str, section: dict[str, Any]) -> PipelineConfig:
+    factory, steps = section["factory"], section["steps"]
+    if (factory is None) == (steps is None):
+        raise ConfigError(source, "pipeline", "give exactly one of pipeline.factory ('module:function') or pipeline.steps (a list of steps)")
+    if factory is not None and ":" not in factory:
+        raise ConfigError(source, "pipeline.factory", f"expected 'module:function', found {factory!r}")
+    if steps is not None:
+        if not steps:
+            raise ConfigError(source, "pipeline.steps", "must list at least one step")
+        for i, step in enumerate(steps):
+            where = f"pipeline.steps[{i}]"
+            if not isinstance(step, dict) or not {"name", "estimator"} <= set(step) or set(step) - {"name", "estimator", "params"}:
+                raise ConfigError(source, where, f"expected {{name: str, estimator: import.path, params: {{...}}}}, found {step!r}")
+            if not isinstance(step.get("params", {}), dict):
+                raise ConfigError(source, f"{where}.params", f"expected a mapping of constructor arguments, found {_kind(step['params'])}")
+        steps = tuple(steps)
+    return PipelineConfig(factory=factory, steps=steps)
+
+
+def _grids(source: str, params: dict[str, Any] | list[Any]) -> tuple[Mapping[str, Any], ...]:
+    grids = params if isinstance(params, list) else [params]
+    if not grids:
+        raise ConfigError(source, "search.params", "empty list of grids; give at least one {step__param: [values]}")
+    for i, grid in enumerate(grids):
+        where = "search.params" if isinstance(params, dict) else f"search.params[{i}]"
+        if not isinstance(grid, dict) or not grid:
+            raise ConfigError(source, where, f"expected a non-empty grid {{step__param: [values]}}, found {grid!r}")
+        for key, values in grid.items():
+            if isinstance(values, list) and not values:
+                raise ConfigError(source, f"{where}.{key}", "empty list of values; give at least one value")
+    return tuple(grids)
+
+
+def _scoring(source: str, scoring: str | list[Any]) -> tuple[str, ...]:
+    from sklearn.metrics import get_scorer_names
+
+    names = [scoring] if isinstance(scoring, str) else scoring
+    if not names:
+        raise ConfigError(source, "scoring", "empty list; give at least one scorer name, e.g. neg_root_mean_squared_error")
+    known = sorted(get_scorer_names())
+    for name in names:
+        if not isinstance(name, str) or name not in known:
+            raise ConfigError(source, "scoring", f"unknown scorer {name!r}{did_you_mean(str(name), known)} (see sklearn.metrics.get_scorer_names())")
+    if len(set(names)) != len(names):
+        raise ConfigError(source, "scoring", f"scorer listed twice in {names}")
+    return tuple(names)
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """``"; did you mean X?"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _kind(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
