@@ -1,0 +1,99 @@
+"""Results as users know them: scikit-learn's ``cv_results_`` table, and a leaderboard."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from gridsearch.space import Candidate
+
+
+def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: int, scoring: Sequence[str]) -> pd.DataFrame:
+    """One row per candidate with scikit-learn's ``cv_results_`` columns.
+
+    ``splitK_test_<scorer>``, ``mean_test_<scorer>``, ``std_test_<scorer>``,
+    ``rank_test_<scorer>`` (failed fits score NaN and rank last, as in scikit-learn),
+    ``mean_fit_time``/``std_fit_time`` (the final estimator's fit), ``mean_score_time``,
+    ``mean_prep_time`` (the shared preprocessing, counted once per candidate and fold),
+    ``param_<name>``, ``params``, plus ``candidate_id`` and ``n_errors``.
+
+    When a (candidate, fold) has several records (a resumed search), the last one counts.
+    """
+    ids = [c.id for c in candidates]
+    latest = records[records["candidate_id"].isin(set(ids))].drop_duplicates(["candidate_id", "fold"], keep="last")
+    latest = latest.set_index(["candidate_id", "fold"])
+    grid = pd.MultiIndex.from_product([ids, range(folds)], names=["candidate_id", "fold"])
+    latest = latest.reindex(grid)
+
+    results: dict[str, object] = {"candidate_id": ids}
+    for column in ("fit_time", "score_time", "prep_time"):
+        values = latest[column].to_numpy(dtype=float).reshape(len(ids), folds)
+        results[f"mean_{column}"] = values.mean(axis=1)
+        results[f"std_{column}"] = values.std(axis=1)
+    names = sorted({name for c in candidates for name in c.params})
+    for name in names:
+        results[f"param_{name}"] = pd.Series([c.params.get(name, np.nan) for c in candidates], dtype=object)
+    results["params"] = [dict(c.params) for c in candidates]
+    for scorer in scoring:
+        scores = latest[f"test_{scorer}"].to_numpy(dtype=float).reshape(len(ids), folds)
+        for fold in range(folds):
+            results[f"split{fold}_test_{scorer}"] = scores[:, fold]
+        means = scores.mean(axis=1)
+        results[f"mean_test_{scorer}"] = means
+        results[f"std_test_{scorer}"] = scores.std(axis=1)
+        results[f"rank_test_{scorer}"] = _rank(means)
+    status = latest["status"].to_numpy(dtype=object).reshape(len(ids), folds)
+    results["n_errors"] = (status != "ok").sum(axis=1)
+    return pd.DataFrame(results)
+
+
+def _rank(means: np.ndarray) -> np.ndarray:
+    """1 is best; NaN means tie with the worst, as scikit-learn ranks them."""
+    if np.isnan(means).all():
+        return np.ones(len(means), dtype=np.int32)
+    filled = np.where(np.isnan(means), np.nanmin(means) - 1, means)
+    return rankdata(-filled, method="min").astype(np.int32)
+
+
+def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFrame:
+    """The ``top`` candidates by ``mean_test_<scorer>``: rank, score, std, fit time, params."""
+    best = results.sort_values([f"rank_test_{scorer}", "candidate_id"]).head(top)
+    labels = _varying(results["params"])
+    table = pd.DataFrame(
+        {
+            "rank": best[f"rank_test_{scorer}"],
+            f"mean_{scorer}": best[f"mean_test_{scorer}"],
+            "std": best[f"std_test_{scorer}"],
+            "fit_s": best["mean_fit_time"],
+            "candidate": best["candidate_id"],
+            "params": [_short(p, labels) for p in best["params"]],
+        }
+    )
+    return table.set_index("rank")
+
+
+def _varying(all_params: pd.Series) -> dict[str, str]:
+    """Names whose value differs between candidates, with a short label for each."""
+    seen: dict[str, set[str]] = {}
+    for params in all_params:
+        for name, value in params.items():
+            seen.setdefault(name, set()).add(repr(value))
+    names = [name for name, values in seen.items() if len(values) > 1 or len(all_params) == 1]
+    tails = [name.rpartition("__")[2] for name in names]
+    return {name: tail if tails.count(tail) == 1 else name for name, tail in zip(names, tails)}
+
+
+def _short(params: dict[str, object], labels: dict[str, str]) -> str:
+    """``precision=5 model=Ridge alpha=0.1``: varying params only, classes without their module."""
+    return " ".join(f"{labels[name]}={_format(name, value)}" for name, value in params.items() if name in labels)
+
+
+def _format(name: str, value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str) and "__" not in name:
+        return value.rpartition(".")[2]
+    return str(value)
