@@ -1,0 +1,5 @@
+"""``python -m gridsearch``."""
+
+from gridsearch.cli import main
+
+raise SystemExit(main())

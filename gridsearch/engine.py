@@ -1,0 +1,268 @@
+"""The whole flow of ``gridsearch run``: config, data, space, plan, Dask, run log, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils.multiclass import type_of_target
+from tqdm.auto import tqdm
+
+from gridsearch.config import SearchConfig, load_config
+from gridsearch.executor import execute, open_client
+from gridsearch.plan import Plan, make_plan
+from gridsearch.report import cv_results, leaderboard
+from gridsearch.runlog import RunLog, ensure_writable, read_log
+from gridsearch.space import Candidate, content_id, expand
+from gridsearch.tasks import Dataset
+from kampai.data import fingerprint, load_dataset
+from kampai.errors import KampaiError
+from kampai.pipeline import build_pipeline
+from kampai.provenance import code_version
+
+
+@dataclass(frozen=True)
+class PreparedSearch:
+    """Everything known before any work is sent: validated, expanded, planned."""
+
+    config: SearchConfig
+    pipeline: BaseEstimator
+    dataset: Dataset
+    data_fingerprint: str
+    search_id: str
+    candidates: tuple[Candidate, ...]
+    plan: Plan
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.log_dir / self.search_id
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search gives back; ``cv_results`` has scikit-learn's ``cv_results_`` columns."""
+
+    search_id: str
+    log_path: Path
+    cv_results: pd.DataFrame
+    scoring: tuple[str, ...]
+    n_fits: int
+    n_errors: int
+    n_resumed: int
+
+    @property
+    def best_index(self) -> int:
+        return int(self.cv_results[f"rank_test_{self.scoring[0]}"].to_numpy().argmin())
+
+    @property
+    def best_candidate_id(self) -> str:
+        return str(self.cv_results["candidate_id"].iloc[self.best_index])
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return dict(self.cv_results["params"].iloc[self.best_index])
+
+    @property
+    def best_score(self) -> float:
+        return float(self.cv_results[f"mean_test_{self.scoring[0]}"].iloc[self.best_index])
+
+
+def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: Any) -> PreparedSearch:
+    """Validate the config against the pipeline and the data, expand and plan; compute nothing.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem, naming the file and the key.
+    """
+    cfg = config if isinstance(config, SearchConfig) else load_config(config, overrides)
+    try:
+        pipeline = build_pipeline(cfg.pipeline.factory, cfg.pipeline.steps)
+    except KampaiError as exc:
+        raise cfg.error("pipeline", str(exc)) from None
+    frame = _load_data(cfg)
+    dataset_fp = fingerprint(frame)
+    X, y = _split_target(cfg, frame)
+    folds = _folds(cfg, pipeline, X, y)
+    scope = {"pipeline": cfg.pipeline.spec(), "data": dataset_fp, "cv": [cfg.cv.folds, cfg.cv.shuffle, cfg.cv.seed]}
+    candidates = tuple(expand(cfg, pipeline, scope))
+    return PreparedSearch(
+        config=cfg,
+        pipeline=pipeline,
+        dataset=Dataset(X, y, folds),
+        data_fingerprint=dataset_fp,
+        search_id=content_id(scope, list(cfg.scoring)),
+        candidates=candidates,
+        plan=make_plan(candidates, pipeline, cfg.cv.folds, scope),
+    )
+
+
+def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True, top: int = 10, **overrides: Any) -> SearchResult:
+    """Run a search and return its results; the notebook twin of ``gridsearch run``.
+
+    Parameters
+    ----------
+    config : path or SearchConfig
+        The search YAML.
+    progress : bool
+        Show a tqdm bar and print the leaderboard.
+    top : int
+        Rows of the printed leaderboard.
+    **overrides
+        Config values by dotted key or nested dict, e.g. ``cv={"folds": 5}`` or
+        ``**{"data.rows": 20000}``.
+    """
+    search = prepare_search(config, **overrides)
+    ensure_writable(search.config.log_dir)
+    done = _recorded_fits(search.log_path)
+    say = print if progress else _silent
+    say(search.plan.summary())
+    if done:
+        say(f"resuming search {search.search_id}: {len(done)} fits already in {search.log_path}")
+    with RunLog(search.log_path, search.config.scoring, _metadata(search)) as log, open_client(search.config.cluster) as client:
+        if client.dashboard_link:
+            say(f"dashboard: {client.dashboard_link}")
+        tracker = _Progress(search, initial=len(done), enabled=progress)
+
+        def on_records(fold: int, records: Sequence[Mapping[str, Any]]) -> None:
+            log.append(_rows(search, fold, records))
+            tracker.update(fold, records)
+
+        execute(client, search.dataset, f"data-{search.data_fingerprint}", search.pipeline, search.plan,
+                search.config.scoring, lambda cid, fold: (cid, fold) not in done, on_records)
+        tracker.close()
+    table = cv_results(read_log(search.log_path), search.candidates, search.plan.folds, search.config.scoring)
+    result = SearchResult(search.search_id, search.log_path, table, search.config.scoring,
+                          search.plan.n_fits, int(table["n_errors"].sum()), len(done))
+    say(_summary(result, top))
+    return result
+
+
+def _load_data(cfg: SearchConfig) -> pd.DataFrame:
+    data = cfg.data
+    try:
+        frame = load_dataset(data.source, rows=data.rows, seed=data.seed, clean=data.clean)
+    except KampaiError as exc:
+        raise cfg.error("data.source", str(exc)) from None
+    if data.target not in frame.columns:
+        raise cfg.error("data.target", f"column {data.target!r} not in the data (columns: {', '.join(map(str, frame.columns))})")
+    if frame.empty:
+        raise cfg.error("data.source", "no rows left after loading and cleaning; check the file, data.rows and data.clean")
+    return frame
+
+
+def _split_target(cfg: SearchConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    target = frame[cfg.data.target]
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        raise cfg.error("data.target", f"column {cfg.data.target!r} must be numeric, found dtype {target.dtype}")
+    if target.isna().any():
+        raise cfg.error("data.target", f"column {cfg.data.target!r} has {int(target.isna().sum())} missing values; drop or fill them")
+    return frame.drop(columns=[cfg.data.target]), target.to_numpy()
+
+
+def _folds(cfg: SearchConfig, pipeline: BaseEstimator, X: pd.DataFrame, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Fold indices as scikit-learn's ``check_cv`` picks them: stratified for classifiers."""
+    seed = cfg.cv.seed if cfg.cv.shuffle else None
+    stratify = is_classifier(pipeline) and type_of_target(y) in ("binary", "multiclass")
+    splitter = (StratifiedKFold if stratify else KFold)(cfg.cv.folds, shuffle=cfg.cv.shuffle, random_state=seed)
+    try:
+        return tuple(splitter.split(X, y))
+    except ValueError as exc:
+        raise cfg.error("cv.folds", f"{exc}") from None
+
+
+def _recorded_fits(log_path: Path) -> set[tuple[str, int]]:
+    """(candidate, fold) pairs the log already holds a result for (lost tasks are redone)."""
+    if not log_path.is_dir():
+        return set()
+    records = read_log(log_path)
+    finished = records[records["status"] != "lost"]
+    return set(zip(finished["candidate_id"], finished["fold"].astype(int)))
+
+
+def _metadata(search: PreparedSearch) -> dict[str, Any]:
+    cfg = search.config
+    return {
+        "search_id": search.search_id,
+        "config": cfg.raw,
+        "config_source": cfg.source,
+        "scoring": list(cfg.scoring),
+        "folds": cfg.cv.folds,
+        "data_fingerprint": search.data_fingerprint,
+        "code_version": code_version().as_dict(),
+        "created": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def _rows(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Worker records as run-log rows: search, params and provenance added."""
+    version = code_version()
+    by_id = {c.id: c for c in search.candidates}
+    rows = []
+    for record in records:
+        row = {key: value for key, value in record.items() if key != "scores"}
+        row.update({f"test_{name}": score for name, score in record["scores"].items()})
+        row.update(
+            search_id=search.search_id,
+            params=json.dumps(by_id[record["candidate_id"]].params, sort_keys=True),
+            fold=fold,
+            started=_timestamp(record["started"]),
+            finished=_timestamp(record["finished"]),
+            git_sha=version.git_sha,
+            git_dirty=version.git_dirty,
+            package_version=version.package_version,
+            data_fingerprint=search.data_fingerprint,
+        )
+        rows.append(row)
+    return rows
+
+
+def _timestamp(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class _Progress:
+    """A tqdm bar of fits, with the best mean score among fully scored candidates."""
+
+    def __init__(self, search: PreparedSearch, initial: int, enabled: bool) -> None:
+        self._scorer = search.config.scoring[0]
+        self._folds = search.plan.folds
+        self._scores: dict[str, list[float]] = {}
+        self._best = float("-inf")
+        self._bar = tqdm(total=search.plan.n_fits, initial=initial, unit="fit", disable=not enabled, file=sys.stderr)
+
+    def update(self, fold: int, records: Sequence[Mapping[str, Any]]) -> None:
+        for record in records:
+            scores = self._scores.setdefault(record["candidate_id"], [])
+            scores.append(record["scores"].get(self._scorer, float("nan")))
+            if len(scores) == self._folds:
+                self._best = max(self._best, float(np.mean(scores))) if not np.isnan(scores).any() else self._best
+                del self._scores[record["candidate_id"]]
+        self._bar.update(len(records))
+        if self._best > float("-inf"):
+            self._bar.set_postfix_str(f"best {self._scorer}={self._best:.4g}", refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _summary(result: SearchResult, top: int) -> str:
+    scorer = result.scoring[0]
+    board = leaderboard(result.cv_results, scorer, top).to_string(float_format=lambda v: f"{v:.4f}")
+    failed = f", {result.n_errors} failed" if result.n_errors else ""
+    resumed = f" ({result.n_resumed} from an earlier run)" if result.n_resumed else ""
+    return f"\n{board}\n\n{result.n_fits} fits{resumed}{failed}; best {scorer} = {result.best_score:.4f} ({result.best_candidate_id})\nrun log: {result.log_path}"
+
+
+def _silent(*args: object) -> None:
+    """Print nothing (``progress=False``)."""
