@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 run: $(VENV)/.installed  ## set up, then run the default search on synthetic data
 	$(BIN)/python -m gridsearch run conf/search.yaml
 
-test: $(VENV)/.installed  ## set up, then run the test suite
+test: $(VENV)/.installed  ## set up, then lint and run the test suite
+	$(BIN)/ruff check kampai gridsearch tests
 	$(BIN)/python -m pytest
 
 $(VENV)/.installed: pyproject.toml

@@ -21,7 +21,7 @@ _EXPORTS = {
     "ConfigError": "gridsearch.errors",
     "GridsearchError": "gridsearch.errors",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["ConfigError", "GridsearchError", "PreparedSearch", "SearchResult", "load_config", "prepare_search", "read_log", "run"]
 
 
 def __getattr__(name: str) -> Any:

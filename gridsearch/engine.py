@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,7 @@ def _metadata(search: PreparedSearch) -> dict[str, Any]:
         "folds": cfg.cv.folds,
         "data_fingerprint": search.data_fingerprint,
         "code_version": code_version().as_dict(),
-        "created": datetime.now(timezone.utc).isoformat(),
+        "created": datetime.now(UTC).isoformat(),
     }
 
 
@@ -228,7 +228,7 @@ def _rows(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]
 
 
 def _timestamp(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
 
 
 class _Progress:

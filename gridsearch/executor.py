@@ -142,7 +142,7 @@ def _submissions(client: Client, data: Future, pipeline: BaseEstimator, plan: Pl
                 for kind, items in _pending_items(block, fold, pending, final_step).items():
                     if fold not in preps:
                         preps[fold] = client.submit(prepare, data, fold, pipeline, group.params, key=f"prep-{group.id}-{fold}", pure=False)
-                    for chunk in _chunks(items, lambda: costs.batch_size((group.id, kind))):
+                    for chunk in _chunks(items, costs, (group.id, kind)):
                         key = f"fit-{content_id(group.id, fold, [item.candidate_id for item in chunk])}"
                         future = client.submit(fit_batch, preps[fold], pipeline, chunk, list(scoring), key=key, pure=False)
                         yield _Batch(group, fold, chunk, (group.id, kind)), future
@@ -158,11 +158,11 @@ def _pending_items(block: Sequence[Candidate], fold: int, pending: Callable[[str
     return by_kind
 
 
-def _chunks(items: Sequence[FitItem], size: Callable[[], int]) -> Iterator[tuple[FitItem, ...]]:
-    """Consecutive slices of ``items``, each as long as ``size()`` says when it is cut."""
+def _chunks(items: Sequence[FitItem], costs: _FitCosts, cost_key: tuple[str, str]) -> Iterator[tuple[FitItem, ...]]:
+    """Consecutive slices of ``items``, each sized from the fit costs known when it is cut."""
     start = 0
     while start < len(items):
-        step = size()
+        step = costs.batch_size(cost_key)
         yield tuple(items[start : start + step])
         start += step
 

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
 import pyarrow as pa
@@ -94,7 +94,7 @@ class RunLog:
             self._sink.close()
             self._writer = None
 
-    def __enter__(self) -> RunLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -110,7 +110,7 @@ class RunLog:
         now = time.time_ns()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
         part = self.directory / f"part-{stamp}.{now % 10**9:09d}-{os.getpid()}.arrows"  # sorts by time
-        self._sink = open(part, "xb")
+        self._sink = open(part, "xb")  # noqa: SIM115 - open until close()
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
 
 

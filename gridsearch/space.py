@@ -140,7 +140,7 @@ def _generate(config: SearchConfig, key: str, spec: dict[str, Any]) -> list[Any]
 
 
 def _distribution(config: SearchConfig, key: str, spec: dict[str, Any]) -> Any:
-    allowed = f"one of {{loguniform: [low, high]}}, {{uniform: [low, high]}}, {{randint: [low, high]}} (inclusive), {{choice: [values]}}"
+    allowed = "one of {loguniform: [low, high]}, {uniform: [low, high]}, {randint: [low, high]} (inclusive), {choice: [values]}"
     if len(spec) != 1:
         raise config.error(key, f"expected {allowed}, found {spec!r}")
     (kind, args), = spec.items()

@@ -74,7 +74,7 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
             prefix = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))[:-1]
             Xt_train = prefix.fit_transform(X_train, y_train)
             Xt_test = prefix.transform(X_test)
-        except Exception as exc:  # a candidate's failure is data, not a crash
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
             return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught))
     return Prepared(Xt_train, y_train, Xt_test, y_test, time.perf_counter() - start, warnings=_summarise(caught))
 
@@ -119,7 +119,7 @@ def _fit_one(prepared: Prepared, pipeline: BaseEstimator, item: FitItem, scorers
             start = time.perf_counter()
             record["scores"] = {name: float(scorer(estimator, prepared.X_test, prepared.y_test)) for name, scorer in scorers.items()}
             record["score_time"] = time.perf_counter() - start
-        except Exception as exc:  # a candidate's failure is data, not a crash
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
             record["status"] = "error"
             record["error"], record["traceback"] = failure(exc)
     record["warnings"] = _summarise(caught, prepared.warnings)

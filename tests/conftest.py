@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+SHARED_DATA = Path(os.environ.get("KAMPAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BASE_CONFIG: dict[str, Any] = {
     "data": {"source": "synthetic-taxifare", "target": "fare_amount", "rows": 1500, "seed": 1},
     "pipeline": {"factory": "kampai.pipeline:taxifare_pipeline"},
@@ -41,3 +43,23 @@ def write_config(tmp_path: Path, cluster_address: str) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def _shared_file(name: str) -> Path:
+    """A file of the shared data directory (``../shared/data`` or ``$KAMPAI_SHARED_DATA``)."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"real sample not found: {path} (set KAMPAI_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture
+def real_sample() -> Path:
+    """The first 10,000 rows of Kaggle train.csv."""
+    return _shared_file("taxifare_sample.csv")
+
+
+@pytest.fixture
+def real_test_sample() -> Path:
+    """Kaggle test.csv: 9,914 rows without fare_amount."""
+    return _shared_file("taxifare_sample_b.csv")

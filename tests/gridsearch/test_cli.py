@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _gridsearch(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gridsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "gridsearch", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=300)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"]])

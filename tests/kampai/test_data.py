@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,6 @@ from kampai.data import (
 )
 from kampai.errors import DataError, KampaiError
 
-SHARED_DATA = Path(os.environ.get("KAMPAI_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 MIDTOWN_TRIP = {
     "key": "2013-06-15 17:26:21.0000001",
     "fare_amount": 10.0,
@@ -34,20 +32,6 @@ MIDTOWN_TRIP = {
     "passenger_count": 1,
 }
 TRUNCATED_GZIP_CSV = gzip.compress(("a,b\n" + "".join(f"{i},{i * 7}\n" for i in range(20_000))).encode())[:5_000]
-
-
-def _shared_file(name: str) -> Path:
-    """A file of the shared data directory, or a skip when it is absent."""
-    path = SHARED_DATA / name
-    if not path.is_file():
-        pytest.skip(f"real sample not found: {path} (set KAMPAI_SHARED_DATA)")
-    return path
-
-
-@pytest.fixture
-def real_sample() -> Path:
-    """The first 10,000 rows of Kaggle train.csv."""
-    return _shared_file("taxifare_sample.csv")
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +128,10 @@ def test_clean_taxifare_cleans_prediction_input_without_fares(trips: pd.DataFram
     assert len(clean) == (_inside_nyc(features) & features["passenger_count"].between(1, 8)).sum()
 
 
-def test_clean_taxifare_keeps_every_trip_of_the_kaggle_test_set() -> None:
-    path = _shared_file("taxifare_sample_b.csv")
-    test_set = read_table(path)
+def test_clean_taxifare_keeps_every_trip_of_the_kaggle_test_set(real_test_sample: Path) -> None:
+    test_set = read_table(real_test_sample)
     assert "fare_amount" not in test_set.columns
-    pd.testing.assert_frame_equal(load_dataset(str(path)), test_set)
+    pd.testing.assert_frame_equal(load_dataset(str(real_test_sample)), test_set)
 
 
 def test_clean_taxifare_rejects_a_frame_without_passenger_count(trips: pd.DataFrame) -> None:

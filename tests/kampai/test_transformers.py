@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from kampai.data import (
 )
 from kampai.transformers import Geohash, HaversineDistance, TimeFeatures
 
-SHARED_DATA = Path(os.environ.get("KAMPAI_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
 JFK_TO_LGA = [[-73.7781, 40.6413, -73.8740, 40.7769]]
 TIME_FEATURE_NAMES = ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos", "month_sin", "month_cos", "year"]
 
@@ -254,11 +252,8 @@ def test_transformers_check_column_names_and_offer_pandas_output(trips: pd.DataF
         clone(transformer).fit(frame.to_numpy()).transform(frame.assign(extra=1.0).to_numpy())
 
 
-def test_transformers_run_on_the_real_sample() -> None:
-    path = SHARED_DATA / "taxifare_sample.csv"
-    if not path.is_file():
-        pytest.skip(f"real sample not found: {path} (set KAMPAI_SHARED_DATA)")
-    trips = clean_taxifare(read_table(path))
+def test_transformers_run_on_the_real_sample(real_sample: Path) -> None:
+    trips = clean_taxifare(read_table(real_sample))
     features = ColumnTransformer(
         [
             ("time", TimeFeatures(), ["pickup_datetime"]),
