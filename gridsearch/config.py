@@ -53,6 +53,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "rows": _Field(_INT + _NONE, None, _at_least(1), "a row count >= 1 or null for all rows"),
         "seed": _Field(_INT, 0, None, "an integer seed for the synthetic generator"),
         "clean": _Field(_BOOL, True, None, "true or false"),
+        "test_size": _Field((float,) + _NONE, None, _fraction, "null or a held-out fraction between 0 and 1, kept out of the search"),
     },
     "pipeline": {
         "factory": _Field(_STR + _NONE, None, None, "'module:function' returning an estimator"),
@@ -67,6 +68,11 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "folds": _Field(_INT, 5, _at_least(2), "an integer >= 2"),
         "shuffle": _Field(_BOOL, False, None, "true or false"),
         "seed": _Field(_INT + _NONE, None, None, "an integer seed or null"),
+    },
+    "registry": {
+        "model_name": _Field(_STR, "taxifare", _non_empty, "the registered model name"),
+        "alias": _Field(_STR, "champion", _non_empty, "the alias given to the best promoted version"),
+        "tracking_uri": _Field(_STR + _NONE, None, None, "null (MLFLOW_TRACKING_URI or sqlite:///mlflow.db) or an MLflow tracking URI"),
     },
     "cluster": {
         "address": _Field(_STR + _NONE, None, None, "null for a LocalCluster or a scheduler address"),
@@ -88,6 +94,7 @@ class DataConfig:
     rows: int | None
     seed: int
     clean: bool
+    test_size: float | None
 
     @property
     def is_synthetic(self) -> bool:
@@ -119,6 +126,13 @@ class CVConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    model_name: str
+    alias: str
+    tracking_uri: str | None
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     address: str | None
     workers: int | None
@@ -135,6 +149,7 @@ class SearchConfig:
     space: SpaceConfig
     cv: CVConfig
     scoring: tuple[str, ...]
+    registry: RegistryConfig
     cluster: ClusterConfig
     cache_dir: Path
     log_dir: Path
@@ -177,8 +192,12 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
     ConfigError
         On the first problem, naming the file and the key.
     """
-    source = str(path)
-    raw = _read_yaml(Path(path))
+    return from_mapping(_read_yaml(Path(path)), str(path), overrides)
+
+
+def from_mapping(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """Validate a config already read (e.g. the copy a run log keeps); ``source`` names it in errors."""
+    raw = copy.deepcopy(dict(raw))
     if overrides:
         source += " (with overrides)"
         raw = _apply_overrides(raw, overrides)
@@ -204,7 +223,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(raw)
+    merged = raw
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
         node = merged
@@ -242,6 +261,7 @@ def _validate(source: str, raw: dict[str, Any]) -> SearchConfig:
         space=SpaceConfig(grids=_grids(source, sections["search"]["params"]), n_iter=sections["search"]["n_iter"], seed=sections["search"]["seed"]),
         cv=CVConfig(**sections["cv"]),
         scoring=_scoring(source, top["scoring"]),
+        registry=RegistryConfig(**sections["registry"]),
         cluster=ClusterConfig(**sections["cluster"]),
         cache_dir=Path(top["cache"]),
         log_dir=Path(top["log"]),

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, is_classifier
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.utils.multiclass import type_of_target
 from tqdm.auto import tqdm
 
@@ -38,6 +38,7 @@ class PreparedSearch:
     config: SearchConfig
     pipeline: BaseEstimator
     dataset: Dataset
+    holdout: tuple[pd.DataFrame, np.ndarray] | None
     data_fingerprint: str
     search_id: str
     candidates: tuple[Candidate, ...]
@@ -93,13 +94,18 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     frame = _load_data(cfg)
     dataset_fp = fingerprint(frame)
     X, y = _split_target(cfg, frame)
+    holdout = None
+    if cfg.data.test_size is not None:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=cfg.data.test_size, random_state=cfg.data.seed)
+        holdout = (X_test, y_test)
     folds = _folds(cfg, pipeline, X, y)
-    scope = {"pipeline": cfg.pipeline.spec(), "data": dataset_fp, "cv": [cfg.cv.folds, cfg.cv.shuffle, cfg.cv.seed]}
+    scope = {"pipeline": cfg.pipeline.spec(), "data": dataset_fp, "holdout": cfg.data.test_size, "cv": [cfg.cv.folds, cfg.cv.shuffle, cfg.cv.seed]}
     candidates = tuple(expand(cfg, pipeline, scope))
     return PreparedSearch(
         config=cfg,
         pipeline=pipeline,
         dataset=Dataset(X, y, folds),
+        holdout=holdout,
         data_fingerprint=dataset_fp,
         search_id=content_id(scope, list(cfg.scoring)),
         candidates=candidates,
