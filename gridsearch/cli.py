@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default: 10)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no leaderboard")
     run.set_defaults(handler=_run)
+    _add_cache(commands)
     return parser
 
 
@@ -74,4 +75,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"search id {search.search_id}; run log would be {search.log_path}")
         return 0
     run(args.config, progress=not args.quiet, top=args.top, **overrides)
+    return 0
+
+
+def _add_cache(commands: argparse._SubParsersAction) -> None:
+    cache = commands.add_parser(
+        "cache",
+        help="show or clear the memo of raw pipeline stages shared by searches",
+        description="The memo (joblib Memory) holds fitted raw stages, such as the geohash branch, per data, fold "
+        "and parameters, so later searches on the same data load them instead of recomputing.",
+        epilog="examples:\n  python -m gridsearch cache info\n  python -m gridsearch cache clear --dir /shared/cache",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cache.add_argument("action", choices=["info", "clear"], help="info: entries, size and hits; clear: delete every entry")
+    cache.add_argument("--dir", default="cache", help="the memo directory, the config's cache.dir (default: cache)")
+    cache.set_defaults(handler=_cache)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from kampai.cache import cache_info, clear_cache
+
+    info = (clear_cache if args.action == "clear" else cache_info)(args.dir)
+    verb = "cleared " if args.action == "clear" else ""
+    print(f"{verb}{info.location}: {info.entries} entries, {info.bytes / 2**20:.1f} MiB; "
+          f"{info.hits} stages loaded from the memo, {info.misses} computed in recorded runs")
     return 0

@@ -74,6 +74,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "alias": _Field(_STR, "champion", _non_empty, "the alias given to the best promoted version"),
         "tracking_uri": _Field(_STR + _NONE, None, None, "null (MLFLOW_TRACKING_URI or sqlite:///mlflow.db) or an MLflow tracking URI"),
     },
+    "cache": {
+        "dir": _Field(_STR + _NONE, "cache", None, "a directory for the stage memo, or null to turn it off"),
+        "stages": _Field((str, list), "all", None, "'all' or a list of raw stages to memoise, e.g. [features__geohash]"),
+    },
     "cluster": {
         "address": _Field(_STR + _NONE, None, None, "null for a LocalCluster or a scheduler address"),
         "workers": _Field(_INT + _NONE, None, _at_least(1), "a worker count >= 1 or null for one per core"),
@@ -82,7 +86,6 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
 }
 _TOP_LEVEL: dict[str, _Field] = {
     "scoring": _Field((str, list), _REQUIRED, None, "a scikit-learn scorer name or a list of them"),
-    "cache": _Field(_STR, "cache", _non_empty, "a directory"),
     "log": _Field(_STR, "runs", _non_empty, "a directory"),
 }
 
@@ -133,6 +136,14 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class CacheConfig:
+    """``dir`` None: no memo. ``stages`` None: every raw stage."""
+
+    dir: Path | None
+    stages: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     address: str | None
     workers: int | None
@@ -151,7 +162,7 @@ class SearchConfig:
     scoring: tuple[str, ...]
     registry: RegistryConfig
     cluster: ClusterConfig
-    cache_dir: Path
+    cache: CacheConfig
     log_dir: Path
     raw: Mapping[str, Any]
 
@@ -263,7 +274,7 @@ def _validate(source: str, raw: dict[str, Any]) -> SearchConfig:
         scoring=_scoring(source, top["scoring"]),
         registry=RegistryConfig(**sections["registry"]),
         cluster=ClusterConfig(**sections["cluster"]),
-        cache_dir=Path(top["cache"]),
+        cache=_cache(source, sections["cache"]),
         log_dir=Path(top["log"]),
         raw=raw,
     )
@@ -322,6 +333,15 @@ def _grids(source: str, params: dict[str, Any] | list[Any]) -> tuple[Mapping[str
             if isinstance(values, list) and not values:
                 raise ConfigError(source, f"{where}.{key}", "empty list of values; give at least one value")
     return tuple(grids)
+
+
+def _cache(source: str, section: dict[str, Any]) -> CacheConfig:
+    stages = section["stages"]
+    if isinstance(stages, str) and stages != "all":
+        raise ConfigError(source, "cache.stages", f"expected 'all' or a list of stage paths, found {stages!r}")
+    if isinstance(stages, list) and not all(isinstance(stage, str) for stage in stages):
+        raise ConfigError(source, "cache.stages", f"expected a list of stage paths such as features__geohash, found {stages!r}")
+    return CacheConfig(dir=None if section["dir"] is None else Path(section["dir"]), stages=None if stages == "all" else frozenset(stages))
 
 
 def _scoring(source: str, scoring: str | list[Any]) -> tuple[str, ...]:

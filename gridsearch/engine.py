@@ -18,13 +18,15 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.utils.multiclass import type_of_target
 from tqdm.auto import tqdm
 
-from gridsearch.config import SearchConfig, load_config
-from gridsearch.executor import execute, open_client
+from gridsearch.config import SearchConfig, did_you_mean, load_config
+from gridsearch.executor import SearchWork, StageReport, execute, open_client
 from gridsearch.plan import Plan, make_plan
 from gridsearch.report import cv_results, leaderboard
 from gridsearch.runlog import RunLog, ensure_writable, read_log
 from gridsearch.space import Candidate, content_id, expand
+from gridsearch.stages import raw_stages
 from gridsearch.tasks import Dataset
+from kampai.cache import record_hits
 from kampai.data import fingerprint, load_dataset
 from kampai.errors import KampaiError
 from kampai.pipeline import build_pipeline
@@ -41,12 +43,23 @@ class PreparedSearch:
     holdout: tuple[pd.DataFrame, np.ndarray] | None
     data_fingerprint: str
     search_id: str
+    scope_id: str
+    rows_id: str
     candidates: tuple[Candidate, ...]
     plan: Plan
 
     @property
     def log_path(self) -> Path:
         return self.config.log_dir / self.search_id
+
+    def work(self) -> SearchWork:
+        """What the executor needs, with the memo directory made absolute for remote workers."""
+        memo = self.config.cache.dir
+        return SearchWork(
+            scope_id=self.scope_id, dataset=self.dataset, data_key=f"data-{self.data_fingerprint}", pipeline=self.pipeline,
+            plan=self.plan, scoring=self.config.scoring, rows_id=self.rows_id,
+            memo_location=None if memo is None else str(memo.resolve()), memo_stages=self.config.cache.stages,
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,8 @@ class SearchResult:
     n_fits: int
     n_errors: int
     n_resumed: int
+    stages_computed: int = 0
+    stages_from_memo: int = 0
 
     @property
     def best_index(self) -> int:
@@ -99,7 +114,9 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
         X, X_test, y, y_test = train_test_split(X, y, test_size=cfg.data.test_size, random_state=cfg.data.seed)
         holdout = (X_test, y_test)
     folds = _folds(cfg, pipeline, X, y)
-    scope = {"pipeline": cfg.pipeline.spec(), "data": dataset_fp, "holdout": cfg.data.test_size, "cv": [cfg.cv.folds, cfg.cv.shuffle, cfg.cv.seed]}
+    _check_memo_stages(cfg, pipeline)
+    rows = {"data": dataset_fp, "holdout": cfg.data.test_size, "cv": [cfg.cv.folds, cfg.cv.shuffle, cfg.cv.seed]}
+    scope = {"pipeline": cfg.pipeline.spec(), **rows}
     candidates = tuple(expand(cfg, pipeline, scope))
     return PreparedSearch(
         config=cfg,
@@ -108,6 +125,8 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
         holdout=holdout,
         data_fingerprint=dataset_fp,
         search_id=content_id(scope, list(cfg.scoring)),
+        scope_id=content_id(scope),
+        rows_id=content_id(rows),
         candidates=candidates,
         plan=make_plan(candidates, pipeline, cfg.cv.folds, scope),
     )
@@ -135,6 +154,7 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     say(search.plan.summary())
     if done:
         say(f"resuming search {search.search_id}: {len(done)} fits already in {search.log_path}")
+    stages: list[StageReport] = []
     with RunLog(search.log_path, search.config.scoring, _metadata(search)) as log, open_client(search.config.cluster) as client:
         if client.dashboard_link:
             say(f"dashboard: {client.dashboard_link}")
@@ -144,12 +164,14 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
             log.append(_rows(search, fold, records))
             tracker.update(fold, records)
 
-        execute(client, search.dataset, f"data-{search.data_fingerprint}", search.pipeline, search.plan,
-                search.config.scoring, lambda cid, fold: (cid, fold) not in done, on_records)
+        execute(client, search.work(), lambda cid, fold: (cid, fold) not in done, on_records, stages.append)
         tracker.close()
+    from_memo = sum(report.from_memo for report in stages)
+    if search.config.cache.dir is not None and stages:
+        record_hits(search.config.cache.dir, search.search_id, from_memo, len(stages) - from_memo)
     table = cv_results(read_log(search.log_path), search.candidates, search.plan.folds, search.config.scoring)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring,
-                          search.plan.n_fits, int(table["n_errors"].sum()), len(done))
+                          search.plan.n_fits, int(table["n_errors"].sum()), len(done), len(stages) - from_memo, from_memo)
     say(_summary(result, top))
     return result
 
@@ -185,6 +207,14 @@ def _folds(cfg: SearchConfig, pipeline: BaseEstimator, X: pd.DataFrame, y: np.nd
         return tuple(splitter.split(X, y))
     except ValueError as exc:
         raise cfg.error("cv.folds", f"{exc}") from None
+
+
+def _check_memo_stages(cfg: SearchConfig, pipeline: BaseEstimator) -> None:
+    known = sorted(raw_stages(pipeline))
+    for stage in sorted(cfg.cache.stages or ()):
+        if stage not in known:
+            allowed = ", ".join(known) if known else "none: the pipeline has no step before its final estimator"
+            raise cfg.error("cache.stages", f"unknown stage {stage!r}{did_you_mean(stage, known)} (raw stages: {allowed})")
 
 
 def _recorded_fits(log_path: Path) -> set[tuple[str, int]]:
@@ -267,7 +297,9 @@ def _summary(result: SearchResult, top: int) -> str:
     board = leaderboard(result.cv_results, scorer, top).to_string(float_format=lambda v: f"{v:.4f}")
     failed = f", {result.n_errors} failed" if result.n_errors else ""
     resumed = f" ({result.n_resumed} from an earlier run)" if result.n_resumed else ""
-    return f"\n{board}\n\n{result.n_fits} fits{resumed}{failed}; best {scorer} = {result.best_score:.4f} ({result.best_candidate_id})\nrun log: {result.log_path}"
+    memo = f"; raw stages: {result.stages_computed} computed, {result.stages_from_memo} from the memo" if result.stages_computed + result.stages_from_memo else ""
+    return (f"\n{board}\n\n{result.n_fits} fits{resumed}{failed}{memo}\n"
+            f"best {scorer} = {result.best_score:.4f} ({result.best_candidate_id})\nrun log: {result.log_path}")
 
 
 def _silent(*args: object) -> None:

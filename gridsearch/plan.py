@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 from gridsearch.space import Candidate, content_id
+from gridsearch.stages import raw_stages, splits_into_stages, stage_params
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Plan:
 
     groups: tuple[PrepGroup, ...]
     folds: int
+    stages_per_fold: int
 
     @property
     def n_candidates(self) -> int:
@@ -58,10 +60,11 @@ class Plan:
     def summary(self) -> str:
         """One line for ``--dry-run`` and the start of a run."""
         reuse = self.n_fits / self.n_prep_tasks if self.n_prep_tasks else 0.0
+        stages = f" on {self.stages_per_fold} raw stage tasks per fold" if self.stages_per_fold else ""
         return (
             f"{self.n_candidates} candidates x {self.folds} folds = {self.n_fits} fits; "
-            f"{self.n_prep_tasks} distinct preprocessing tasks ({len(self.groups)} per fold), "
-            f"each reused by {reuse:.1f} fits on average"
+            f"{self.n_prep_tasks} prefix tasks ({len(self.groups)} per fold){stages}, "
+            f"each prefix reused by {reuse:.1f} fits on average"
         )
 
 
@@ -94,4 +97,11 @@ def make_plan(candidates: Sequence[Candidate], pipeline: BaseEstimator, folds: i
         prefixes.setdefault(group_id, prefix)
         members.setdefault(group_id, []).append(candidate)
     groups = tuple(PrepGroup(gid, prefixes[gid], tuple(members[gid])) for gid in members)
-    return Plan(groups=groups, folds=folds)
+    return Plan(groups=groups, folds=folds, stages_per_fold=_distinct_stages(pipeline, groups))
+
+
+def _distinct_stages(pipeline: BaseEstimator, groups: tuple[PrepGroup, ...]) -> int:
+    """How many raw stage tasks one fold needs: distinct (stage, its parameters) pairs."""
+    if not splits_into_stages(pipeline, sorted({name for group in groups for name in group.params})):
+        return 0
+    return len({(path, content_id(stage_params(group.params, path))) for group in groups for path in raw_stages(pipeline)})

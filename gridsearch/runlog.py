@@ -38,6 +38,7 @@ _TAIL_FIELDS = [
     ("error", pa.string()),
     ("traceback", pa.string()),
     ("warnings", pa.string()),
+    ("shared_fit", pa.string()),
     ("started", pa.timestamp("ms", tz="UTC")),
     ("finished", pa.timestamp("ms", tz="UTC")),
     ("git_sha", pa.string()),

@@ -36,7 +36,7 @@ def write_config(tmp_path: Path, cluster_address: str) -> Callable[..., Path]:
 
     def write(name: str = "search.yaml", **sections: Any) -> Path:
         config = copy.deepcopy(BASE_CONFIG)
-        config.update({"cluster": {"address": cluster_address}, "log": str(tmp_path / "runs"), "cache": str(tmp_path / "cache")})
+        config.update({"cluster": {"address": cluster_address}, "log": str(tmp_path / "runs"), "cache": {"dir": str(tmp_path / "cache")}})
         config.update(sections)
         path = tmp_path / name
         path.write_text(yaml.safe_dump(config, sort_keys=False))

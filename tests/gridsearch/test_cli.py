@@ -26,7 +26,7 @@ def test_help_explains_the_commands(args):
 def test_dry_run_counts_the_work_and_writes_nothing(write_config, tmp_path):
     done = _gridsearch("run", str(write_config()), "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "valid. 6 candidates x 3 folds = 18 fits; 6 distinct preprocessing tasks (2 per fold)" in done.stdout
+    assert "valid. 6 candidates x 3 folds = 18 fits; 6 prefix tasks (2 per fold) on 4 raw stage tasks per fold" in done.stdout
     assert not (tmp_path / "runs").exists()
 
 
@@ -51,7 +51,7 @@ def test_bad_input_is_one_line_exit_2_and_no_log(write_config, tmp_path, args, m
 def test_run_prints_leaderboard_and_log_path(write_config, tmp_path):
     done = _gridsearch("run", str(write_config()), "--top", "3")
     assert done.returncode == 0, done.stderr
-    assert "18 fits; best neg_root_mean_squared_error = " in done.stdout
+    assert "18 fits; raw stages: " in done.stdout and "best neg_root_mean_squared_error = " in done.stdout
     assert f"run log: {tmp_path / 'runs'}" in done.stdout
     board = done.stdout.split("rank")[1]
     assert len([line for line in board.splitlines() if "precision=" in line]) == 3

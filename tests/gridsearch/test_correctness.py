@@ -99,3 +99,19 @@ def test_folds_match_kfold_with_the_configured_seed(write_config, folds):
     for (train, test), (exp_train, exp_test) in zip(search.dataset.folds, expected):
         np.testing.assert_array_equal(train, exp_train)
         np.testing.assert_array_equal(test, exp_test)
+
+
+def test_forests_and_boosting_share_one_fit_along_n_estimators_with_identical_scores(write_config):
+    grids = [
+        {"features__geohash__encode__precision": [4], "model": ["sklearn.ensemble.RandomForestRegressor"],
+         "model__n_estimators": [3, 6, 10], "model__max_depth": [3, 5], "model__random_state": [0]},
+        {"features__geohash__encode__precision": [4], "model": ["sklearn.ensemble.GradientBoostingRegressor"],
+         "model__n_estimators": [5, 20], "model__subsample": [0.8], "model__random_state": [0]},
+    ]
+    path = write_config(search={"params": grids}, scoring=SCORING)
+    _compare_with_sklearn(path, grids)
+    log = gridsearch.read_log(gridsearch.prepare_search(path).log_path)
+    shared = log[log["shared_fit"].notna()]
+    assert len(shared) == 3 * (2 * 2 + 1)  # per fold: 2 smaller forests for each depth, 1 smaller boosting
+    assert (shared["fit_time"] == 0).all()
+    assert set(shared["shared_fit"]) <= set(log.loc[log["shared_fit"].isna(), "candidate_id"])

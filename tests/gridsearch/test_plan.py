@@ -12,7 +12,7 @@ def test_candidates_are_grouped_by_prefix_params(write_config):
     assert len(plan.groups) == 3
     assert plan.n_prep_tasks == 9 and plan.n_fits == 36
     assert {tuple(g.params.items()) for g in plan.groups} == {(("features__geohash__encode__precision", p),) for p in (4, 5, 6)}
-    assert "12 candidates x 3 folds = 36 fits; 9 distinct preprocessing tasks" in plan.summary()
+    assert "12 candidates x 3 folds = 36 fits; 9 prefix tasks (3 per fold) on 5 raw stage tasks per fold" in plan.summary()
 
 
 def test_swapping_the_final_estimator_does_not_split_a_group(write_config):

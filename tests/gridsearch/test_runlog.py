@@ -10,7 +10,7 @@ from gridsearch.runlog import RunLog, ensure_writable, read_log
 
 def _record(candidate: str, fold: int) -> dict:
     return {"search_id": "s", "candidate_id": candidate, "params": "{}", "fold": fold, "status": "ok", "test_r2": 0.5,
-            "fit_time": 0.1, "score_time": 0.01, "prep_time": 0.0, "worker": "w", "error": None, "traceback": None, "warnings": None,
+            "fit_time": 0.1, "score_time": 0.01, "prep_time": 0.0, "worker": "w", "error": None, "traceback": None, "warnings": None, "shared_fit": None,
             "started": None, "finished": None, "git_sha": None, "git_dirty": None, "package_version": "0", "data_fingerprint": "f"}
 
 

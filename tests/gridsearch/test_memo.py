@@ -1,0 +1,150 @@
+"""Raw stages: computed once per search, memoised across searches, safe to share and to corrupt."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+import gridsearch
+from gridsearch.space import resolve, step_names
+from gridsearch.tasks import fit_batch, prepare, run_stage
+from kampai.cache import StageMemo, cache_info, clear_cache, code_hash, stage_key
+from kampai.pipeline import taxifare_features
+
+PRECISIONS = {"features__geohash__encode__precision": [4, 5, 6], "model__alpha": [0.1, 1.0]}
+
+
+def _run(write_config, tmp_path: Path, log: str, **sections):
+    return gridsearch.run(write_config(log=str(tmp_path / log), **sections), progress=False)
+
+
+def test_one_branch_changing_does_not_recompute_the_others(write_config, tmp_path):
+    result = _run(write_config, tmp_path, "runs", search={"params": PRECISIONS})
+    # per fold: time + distance once, geohash once per precision
+    assert result.stages_computed == 3 * (1 + 1 + 3) and result.stages_from_memo == 0
+
+
+def test_a_second_run_loads_every_stage_from_the_memo(write_config, tmp_path):
+    cold = _run(write_config, tmp_path, "cold", search={"params": PRECISIONS})
+    warm = _run(write_config, tmp_path, "warm", search={"params": PRECISIONS})
+    assert warm.stages_computed == 0 and warm.stages_from_memo == cold.stages_computed == 15
+    np.testing.assert_array_equal(warm.cv_results["mean_test_r2"], cold.cv_results["mean_test_r2"])
+    info = cache_info(tmp_path / "cache")
+    assert info.entries == 15 and info.hits == 15 and info.misses == 15 and info.bytes > 0
+
+
+def test_an_overlapping_search_computes_only_new_stages(write_config, tmp_path):
+    _run(write_config, tmp_path, "first", search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": [1.0]}})
+    second = _run(write_config, tmp_path, "second", search={"params": {"features__geohash__encode__precision": [5, 6], "model__alpha": [3.0]}})
+    assert second.stages_computed == 3 and second.stages_from_memo == 3 * 3  # geohash@6 new; time, distance, geohash@5 memoised
+
+
+def test_memo_can_be_limited_to_some_stages_or_turned_off(write_config, tmp_path):
+    _run(write_config, tmp_path, "a", cache={"dir": str(tmp_path / "cache"), "stages": ["features__geohash"]})
+    again = _run(write_config, tmp_path, "b", cache={"dir": str(tmp_path / "cache"), "stages": ["features__geohash"]})
+    assert again.stages_from_memo == 3 * 2 and again.stages_computed == 3 * 2  # geohash memoised, time/distance not
+    off = _run(write_config, tmp_path, "c", cache={"dir": None})
+    assert off.stages_from_memo == 0
+
+
+def test_unknown_memo_stage_is_a_config_error(write_config):
+    with pytest.raises(gridsearch.ConfigError, match=r"cache.stages: unknown stage 'features__geohsh'; did you mean features__geohash\?"):
+        gridsearch.prepare_search(write_config(cache={"dir": "cache", "stages": ["features__geohsh"]}))
+
+
+def _branch(features, name: str):
+    return next(estimator for branch, estimator, _ in features.transformers if branch == name)
+
+
+def _geohash_inputs():
+    search = gridsearch.prepare_search("conf/search.yaml", **{"data.rows": 2000})
+    X_train, y_train, X_test, _ = search.dataset.fold(0)
+    columns = ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"]
+    stage = _branch(taxifare_features(5), "geohash")
+    return stage, X_train[columns], y_train, X_test[columns]
+
+
+def test_a_corrupt_entry_is_recomputed_with_a_warning(tmp_path):
+    stage, X_train, y_train, X_test = _geohash_inputs()
+    memo = StageMemo(tmp_path)
+    first, from_memo = memo.fit_transform("k", clone(stage), X_train, y_train, X_test)
+    assert not from_memo
+    for output in tmp_path.rglob("output.pkl"):
+        output.write_bytes(output.read_bytes()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again, from_memo = memo.fit_transform("k", clone(stage), X_train, y_train, X_test)
+    assert not from_memo and any("could not be loaded; it was recomputed" in str(w.message) for w in caught)
+    assert (again.train != first.train).nnz == 0
+    assert memo.fit_transform("k", clone(stage), X_train, y_train, X_test)[1]  # stored again
+
+
+def test_changing_a_stage_code_changes_its_key(tmp_path, monkeypatch):
+    module = tmp_path / "my_stage.py"
+    module.write_text("from sklearn.preprocessing import StandardScaler\nclass Scaler(StandardScaler):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = stage_key("rows", "scale", importlib.import_module("my_stage").Scaler())
+    module.write_text("from sklearn.preprocessing import StandardScaler\nclass Scaler(StandardScaler):\n    '''edited'''\n")
+    code_hash.cache_clear()
+    sys.modules.pop("my_stage")
+    after = stage_key("rows", "scale", importlib.import_module("my_stage").Scaler())
+    assert before != after
+
+
+def test_stage_key_depends_on_rows_and_params():
+    stage = _branch(taxifare_features(5), "geohash")
+    other = _branch(taxifare_features(6), "geohash")
+    assert stage_key("rows", "g", stage) == stage_key("rows", "g", clone(stage))
+    assert stage_key("rows", "g", stage) != stage_key("rows", "g", other)
+    assert stage_key("rows", "g", stage) != stage_key("other-rows", "g", stage)
+
+
+def test_concurrent_searches_share_the_memo_without_corrupting_it(write_config, tmp_path):
+    paths = [write_config(name=f"s{i}.yaml", log=str(tmp_path / f"log{i}")) for i in range(2)]
+    runs = [subprocess.Popen([sys.executable, "-m", "gridsearch", "run", str(p), "--quiet"], stderr=subprocess.PIPE, text=True) for p in paths]
+    for process in runs:
+        assert process.wait(timeout=300) == 0, process.stderr.read()
+    warm = _run(write_config, tmp_path, "after")
+    assert warm.stages_computed == 0 and warm.stages_from_memo == 3 * 4
+
+
+def test_cache_clear_empties_the_memo(write_config, tmp_path):
+    _run(write_config, tmp_path, "runs")
+    assert cache_info(tmp_path / "cache").entries == 12
+    done = subprocess.run([sys.executable, "-m", "gridsearch", "cache", "clear", "--dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0 and "cleared" in done.stdout and "12 entries" in done.stdout
+    assert cache_info(tmp_path / "cache").entries == 0
+    assert clear_cache(tmp_path / "nothing").entries == 0
+
+
+def test_search_path_predicts_like_the_production_pipeline(tmp_path):
+    """The cached search path and the uncached production pipeline give the same predictions."""
+    search = gridsearch.prepare_search("conf/search.yaml", **{"data.rows": 3000, "cache.dir": str(tmp_path)})
+    params = {"features__geohash__encode__precision": 6, "model": "sklearn.linear_model.Ridge", "model__alpha": 0.3}
+    prefix_params = {"features__geohash__encode__precision": 6}
+    work = search.work()
+    X_train, y_train, X_test, _ = search.dataset.fold(1)
+    prefix = clone(search.pipeline).set_params(**prefix_params)[:-1]
+    stages = {}
+    for _ in range(2):  # the second pass loads every stage from the memo
+        stages = {path: run_stage(search.dataset, 1, _branch(prefix.named_steps["features"], path.split("__")[1]), columns,
+                                  f"{work.rows_id}-1", path, work.memo_location)
+                  for path, columns in (("features__time", ["pickup_datetime"]),
+                                        ("features__distance", ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"]),
+                                        ("features__geohash", ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"]))}
+    assert all(result.from_memo for result in stages.values())
+    prepared = prepare(search.dataset, 1, search.pipeline, prefix_params, stages)
+    final = {"model": "sklearn.linear_model.Ridge", "model__alpha": 0.3}
+    model = clone(search.pipeline).set_params(**resolve(final, step_names(search.pipeline)))._final_estimator
+    searched = model.fit(prepared.X_train, prepared.y_train).predict(prepared.X_test)
+    production = clone(search.pipeline).set_params(**resolve(params, step_names(search.pipeline))).fit(X_train, y_train).predict(X_test)
+    np.testing.assert_allclose(searched, production, rtol=1e-12, atol=1e-9)
+    assert fit_batch(prepared, search.pipeline, [], ["r2"]) == []
