@@ -41,6 +41,10 @@ def _fraction(value: float | None) -> str | None:
     return None if value is None or 0 < value < 1 else "must be between 0 and 1"
 
 
+def _error_score(value: Any) -> str | None:
+    return None if not isinstance(value, str) or value in ("raise", "nan") else "not 'raise' or 'nan'"
+
+
 def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
@@ -63,6 +67,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "params": _Field((dict, list), _REQUIRED, None, "a grid {step__param: [values]} or a list of grids"),
         "n_iter": _Field(_INT + _NONE, None, _at_least(1), "null for grid search or a sample count >= 1"),
         "seed": _Field(_INT, 0, None, "an integer seed for random search"),
+        "error_score": _Field((int, float, str) + _NONE, "nan", _error_score, "'raise', 'nan' or a number, as in scikit-learn"),
     },
     "cv": {
         "folds": _Field(_INT, 5, _at_least(2), "an integer >= 2"),
@@ -155,11 +160,13 @@ class SearchConfig:
     """A validated search config; ``source`` names where it came from, for messages."""
 
     source: str
+    path: Path | None
     data: DataConfig
     pipeline: PipelineConfig
     space: SpaceConfig
     cv: CVConfig
     scoring: tuple[str, ...]
+    error_score: float | str
     registry: RegistryConfig
     cluster: ClusterConfig
     cache: CacheConfig
@@ -203,16 +210,19 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | Non
     ConfigError
         On the first problem, naming the file and the key.
     """
-    return from_mapping(_read_yaml(Path(path)), str(path), overrides)
+    return from_mapping(_read_yaml(Path(path)), str(path), overrides, Path(path).resolve())
 
 
-def from_mapping(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
-    """Validate a config already read (e.g. the copy a run log keeps); ``source`` names it in errors."""
+def from_mapping(raw: Mapping[str, Any], source: str, overrides: Mapping[str, Any] | None = None, path: Path | None = None) -> SearchConfig:
+    """Validate a config already read (e.g. the copy a run log keeps).
+
+    ``source`` names it in errors; ``path`` is the YAML file it came from, if any.
+    """
     raw = copy.deepcopy(dict(raw))
     if overrides:
         source += " (with overrides)"
         raw = _apply_overrides(raw, overrides)
-    return _validate(source, raw)
+    return _validate(source, raw, path)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -250,7 +260,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
     return merged
 
 
-def _validate(source: str, raw: dict[str, Any]) -> SearchConfig:
+def _validate(source: str, raw: dict[str, Any], path: Path | None) -> SearchConfig:
     allowed_top = sorted([*_SCHEMA, *_TOP_LEVEL])
     _reject_unknown(source, "", raw, allowed_top)
     sections = {}
@@ -258,6 +268,8 @@ def _validate(source: str, raw: dict[str, Any]) -> SearchConfig:
         section = raw.get(name, {})
         if name == "pipeline" and isinstance(section, str):
             section = {"factory": section}
+        if name == "cache" and isinstance(section, str):
+            section = {"dir": section}
         if section is None:
             section = {}
         if not isinstance(section, dict):
@@ -265,13 +277,16 @@ def _validate(source: str, raw: dict[str, Any]) -> SearchConfig:
         _reject_unknown(source, name, section, sorted(fields))
         sections[name] = {key: _value(source, f"{name}.{key}", section, key, field) for key, field in fields.items()}
     top = {key: _value(source, key, raw, key, field) for key, field in _TOP_LEVEL.items()}
+    error_score = sections["search"]["error_score"]
     return SearchConfig(
         source=source,
+        path=path,
         data=DataConfig(**sections["data"]),
         pipeline=_pipeline(source, sections["pipeline"]),
         space=SpaceConfig(grids=_grids(source, sections["search"]["params"]), n_iter=sections["search"]["n_iter"], seed=sections["search"]["seed"]),
         cv=CVConfig(**sections["cv"]),
         scoring=_scoring(source, top["scoring"]),
+        error_score="raise" if error_score == "raise" else float("nan" if error_score is None else error_score),
         registry=RegistryConfig(**sections["registry"]),
         cluster=ClusterConfig(**sections["cluster"]),
         cache=_cache(source, sections["cache"]),

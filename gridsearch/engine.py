@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, is_classifier
-from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.utils.multiclass import type_of_target
-from tqdm.auto import tqdm
 
-from gridsearch.config import SearchConfig, did_you_mean, load_config
+from gridsearch.config import SearchConfig, did_you_mean, from_mapping, load_config
+from gridsearch.dataset import Dataset, DataSpec, Holdout, split
+from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupted
 from gridsearch.executor import SearchWork, StageReport, execute, open_client
+from gridsearch.interrupts import DeferredInterrupts
 from gridsearch.plan import Plan, make_plan
+from gridsearch.progress import Progress
 from gridsearch.report import cv_results, leaderboard
-from gridsearch.runlog import RunLog, ensure_writable, read_log
+from gridsearch.runlog import RunLog, ensure_writable, read_log, read_metadata
 from gridsearch.space import Candidate, content_id, expand
 from gridsearch.stages import raw_stages
-from gridsearch.tasks import Dataset
 from kampai.cache import record_hits
 from kampai.data import fingerprint, load_dataset
 from kampai.errors import KampaiError
@@ -39,11 +38,13 @@ class PreparedSearch:
 
     config: SearchConfig
     pipeline: BaseEstimator
+    data_spec: DataSpec
+    frame: pd.DataFrame | None
     dataset: Dataset
-    holdout: tuple[pd.DataFrame, np.ndarray] | None
+    holdout: Holdout | None
     data_fingerprint: str
     search_id: str
-    scope_id: str
+    scope: Mapping[str, Any]
     rows_id: str
     candidates: tuple[Candidate, ...]
     plan: Plan
@@ -56,7 +57,7 @@ class PreparedSearch:
         """What the executor needs, with the memo directory made absolute for remote workers."""
         memo = self.config.cache.dir
         return SearchWork(
-            scope_id=self.scope_id, dataset=self.dataset, data_key=f"data-{self.data_fingerprint}", pipeline=self.pipeline,
+            scope_id=content_id(self.scope), data_spec=self.data_spec, frame=self.frame, pipeline=self.pipeline,
             plan=self.plan, scoring=self.config.scoring, rows_id=self.rows_id,
             memo_location=None if memo is None else str(memo.resolve()), memo_stages=self.config.cache.stages,
         )
@@ -107,13 +108,13 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     except KampaiError as exc:
         raise cfg.error("pipeline", str(exc)) from None
     frame = _load_data(cfg)
+    _check_target(cfg, frame)
     dataset_fp = fingerprint(frame)
-    X, y = _split_target(cfg, frame)
-    holdout = None
-    if cfg.data.test_size is not None:
-        X, X_test, y, y_test = train_test_split(X, y, test_size=cfg.data.test_size, random_state=cfg.data.seed)
-        holdout = (X_test, y_test)
-    folds = _folds(cfg, pipeline, X, y)
+    data_spec = _data_spec(cfg, pipeline, frame, dataset_fp)
+    try:
+        dataset, holdout = split(data_spec, frame)
+    except ValueError as exc:
+        raise cfg.error("cv.folds", str(exc)) from None
     _check_memo_stages(cfg, pipeline)
     rows = {"data": dataset_fp, "holdout": cfg.data.test_size, "cv": [cfg.cv.folds, cfg.cv.shuffle, cfg.cv.seed]}
     scope = {"pipeline": cfg.pipeline.spec(), **rows}
@@ -121,11 +122,13 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     return PreparedSearch(
         config=cfg,
         pipeline=pipeline,
-        dataset=Dataset(X, y, folds),
+        data_spec=data_spec,
+        frame=None if data_spec.workers_can_load else frame,
+        dataset=dataset,
         holdout=holdout,
         data_fingerprint=dataset_fp,
         search_id=content_id(scope, list(cfg.scoring)),
-        scope_id=content_id(scope),
+        scope={**scope, "scoring": list(cfg.scoring)},
         rows_id=content_id(rows),
         candidates=candidates,
         plan=make_plan(candidates, pipeline, cfg.cv.folds, scope),
@@ -146,26 +149,42 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     **overrides
         Config values by dotted key or nested dict, e.g. ``cv={"folds": 5}`` or
         ``**{"data.rows": 20000}``.
+
+    Raises
+    ------
+    SearchInterrupted
+        On Ctrl-C, after cancelling pending work and flushing the log.
+    CandidateFailed
+        When a fit raises and ``search.error_score`` is ``raise``.
     """
     search = prepare_search(config, **overrides)
     ensure_writable(search.config.log_dir)
     done = _recorded_fits(search.log_path)
     say = print if progress else _silent
     say(search.plan.summary())
-    if done:
-        say(f"resuming search {search.search_id}: {len(done)} fits already in {search.log_path}")
+    say(_resume_or_new(search, len(done)))
     stages: list[StageReport] = []
-    with RunLog(search.log_path, search.config.scoring, _metadata(search)) as log, open_client(search.config.cluster) as client:
-        if client.dashboard_link:
-            say(f"dashboard: {client.dashboard_link}")
-        tracker = _Progress(search, initial=len(done), enabled=progress)
+    interrupts = DeferredInterrupts()
+    try:
+        with interrupts.installed(), RunLog(search.log_path, search.config.scoring, _metadata(search)) as log, \
+                open_client(search.config.cluster) as client:
+            if client.dashboard_link:
+                say(f"dashboard: {client.dashboard_link}")
+            tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
 
-        def on_records(fold: int, records: Sequence[Mapping[str, Any]]) -> None:
-            log.append(_rows(search, fold, records))
-            tracker.update(fold, records)
+            def on_records(fold: int, records: Sequence[Mapping[str, Any]]) -> None:
+                with interrupts.deferred():
+                    log.append(_rows(search, fold, records))
+                tracker.update(records)
+                _raise_if_required(search, fold, records)
 
-        execute(client, search.work(), lambda cid, fold: (cid, fold) not in done, on_records, stages.append)
-        tracker.close()
+            try:
+                execute(client, search.work(), lambda cid, fold: (cid, fold) not in done, on_records, stages.append)
+            finally:
+                tracker.close()
+    except KeyboardInterrupt:
+        raise SearchInterrupted(f"interrupted; every finished fit is in {search.log_path}. "
+                                f"Resume with: python -m gridsearch run --resume {search.log_path}") from None
     from_memo = sum(report.from_memo for report in stages)
     if search.config.cache.dir is not None and stages:
         record_hits(search.config.cache.dir, search.search_id, from_memo, len(stages) - from_memo)
@@ -174,6 +193,54 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
                           search.plan.n_fits, int(table["n_errors"].sum()), len(done), len(stages) - from_memo, from_memo)
     say(_summary(result, top))
     return result
+
+
+def resume(log_path: str | os.PathLike[str], *, progress: bool = True, top: int = 10, **overrides: Any) -> SearchResult:
+    """Run again the search whose log is ``log_path``, with the config that log keeps."""
+    return run(config_of_log(log_path, **overrides), progress=progress, top=top)
+
+
+def config_of_log(log_path: str | os.PathLike[str], **overrides: Any) -> SearchConfig:
+    """The validated config a search's log keeps in its ``search.json``."""
+    meta = read_metadata(Path(log_path))
+    if "config" not in meta:
+        raise GridsearchError(f"{log_path} holds no search.json; give a log directory made by 'gridsearch run' (e.g. runs/<search id>)")
+    path = Path(meta["config_path"]) if meta.get("config_path") else None
+    return from_mapping(meta["config"], f"{log_path}/search.json", overrides, path)
+
+
+def _raise_if_required(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]]) -> None:
+    if search.config.error_score != "raise":
+        return
+    for record in records:
+        if record["status"] == "error":
+            params = json.dumps(next(c.params for c in search.candidates if c.id == record["candidate_id"]), sort_keys=True)
+            raise CandidateFailed(
+                f"candidate {record['candidate_id']} {params} failed on fold {fold}: {record['error']} "
+                f"(search.error_score is 'raise'; set it to nan to record failures and go on)",
+                record["traceback"] or "",
+            )
+
+
+def _resume_or_new(search: PreparedSearch, done: int) -> str:
+    """Say whether this run resumes its search or starts a new one, and why it is new."""
+    if done:
+        return f"resuming search {search.search_id}: {done} fits already in {search.log_path}"
+    previous = _previous_search(search)
+    if previous is None:
+        return f"new search {search.search_id}, logging to {search.log_path}"
+    changed = [key for key in search.scope if previous["scope"].get(key) != search.scope[key]] or ["nothing recorded"]
+    return (f"new search {search.search_id}: {', '.join(changed)} changed since search {previous['search_id']} "
+            f"from the same config, whose log stays as it was")
+
+
+def _previous_search(search: PreparedSearch) -> dict[str, Any] | None:
+    """The latest other search run from the same config file, if its log is in the same place."""
+    if search.config.path is None or not search.config.log_dir.is_dir():
+        return None
+    same_file = [meta for d in search.config.log_dir.iterdir() if d.is_dir() and d.name != search.search_id
+                 and (meta := read_metadata(d)).get("config_path") == str(search.config.path) and "scope" in meta]
+    return max(same_file, key=lambda meta: meta.get("created", ""), default=None)
 
 
 def _load_data(cfg: SearchConfig) -> pd.DataFrame:
@@ -189,24 +256,20 @@ def _load_data(cfg: SearchConfig) -> pd.DataFrame:
     return frame
 
 
-def _split_target(cfg: SearchConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+def _check_target(cfg: SearchConfig, frame: pd.DataFrame) -> None:
     target = frame[cfg.data.target]
     if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
         raise cfg.error("data.target", f"column {cfg.data.target!r} must be numeric, found dtype {target.dtype}")
     if target.isna().any():
         raise cfg.error("data.target", f"column {cfg.data.target!r} has {int(target.isna().sum())} missing values; drop or fill them")
-    return frame.drop(columns=[cfg.data.target]), target.to_numpy()
 
 
-def _folds(cfg: SearchConfig, pipeline: BaseEstimator, X: pd.DataFrame, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """Fold indices as scikit-learn's ``check_cv`` picks them: stratified for classifiers."""
-    seed = cfg.cv.seed if cfg.cv.shuffle else None
-    stratify = is_classifier(pipeline) and type_of_target(y) in ("binary", "multiclass")
-    splitter = (StratifiedKFold if stratify else KFold)(cfg.cv.folds, shuffle=cfg.cv.shuffle, random_state=seed)
-    try:
-        return tuple(splitter.split(X, y))
-    except ValueError as exc:
-        raise cfg.error("cv.folds", f"{exc}") from None
+def _data_spec(cfg: SearchConfig, pipeline: BaseEstimator, frame: pd.DataFrame, frame_fingerprint: str) -> DataSpec:
+    """How the rows and folds are made; stratified folds for classifiers, as ``check_cv`` does."""
+    stratify = is_classifier(pipeline) and type_of_target(frame[cfg.data.target]) in ("binary", "multiclass")
+    data, cv = cfg.data, cfg.cv
+    return DataSpec(data.source, data.rows, data.seed, data.clean, data.target, data.test_size,
+                    cv.folds, cv.shuffle, cv.seed, stratify, frame_fingerprint)
 
 
 def _check_memo_stages(cfg: SearchConfig, pipeline: BaseEstimator) -> None:
@@ -232,6 +295,8 @@ def _metadata(search: PreparedSearch) -> dict[str, Any]:
         "search_id": search.search_id,
         "config": cfg.raw,
         "config_source": cfg.source,
+        "config_path": None if cfg.path is None else str(cfg.path),
+        "scope": search.scope,
         "scoring": list(cfg.scoring),
         "folds": cfg.cv.folds,
         "data_fingerprint": search.data_fingerprint,
@@ -244,10 +309,12 @@ def _rows(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]
     """Worker records as run-log rows: search, params and provenance added."""
     version = code_version()
     by_id = {c.id: c for c in search.candidates}
+    failed_score = search.config.error_score if isinstance(search.config.error_score, float) else float("nan")
     rows = []
     for record in records:
         row = {key: value for key, value in record.items() if key != "scores"}
-        row.update({f"test_{name}": score for name, score in record["scores"].items()})
+        scores = {name: failed_score for name in search.config.scoring} if record["status"] != "ok" else record["scores"]
+        row.update({f"test_{name}": score for name, score in scores.items()})
         row.update(
             search_id=search.search_id,
             params=json.dumps(by_id[record["candidate_id"]].params, sort_keys=True),
@@ -265,31 +332,6 @@ def _rows(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]
 
 def _timestamp(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
-
-
-class _Progress:
-    """A tqdm bar of fits, with the best mean score among fully scored candidates."""
-
-    def __init__(self, search: PreparedSearch, initial: int, enabled: bool) -> None:
-        self._scorer = search.config.scoring[0]
-        self._folds = search.plan.folds
-        self._scores: dict[str, list[float]] = {}
-        self._best = float("-inf")
-        self._bar = tqdm(total=search.plan.n_fits, initial=initial, unit="fit", disable=not enabled, file=sys.stderr)
-
-    def update(self, fold: int, records: Sequence[Mapping[str, Any]]) -> None:
-        for record in records:
-            scores = self._scores.setdefault(record["candidate_id"], [])
-            scores.append(record["scores"].get(self._scorer, float("nan")))
-            if len(scores) == self._folds:
-                self._best = max(self._best, float(np.mean(scores))) if not np.isnan(scores).any() else self._best
-                del self._scores[record["candidate_id"]]
-        self._bar.update(len(records))
-        if self._best > float("-inf"):
-            self._bar.set_postfix_str(f"best {self._scorer}={self._best:.4g}", refresh=False)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def _summary(result: SearchResult, top: int) -> str:

@@ -23,3 +23,15 @@ class ConfigError(GridsearchError):
     def __init__(self, source: str, key: str, problem: str) -> None:
         self.source, self.key, self.problem = source, key, problem
         super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+class CandidateFailed(GridsearchError):
+    """A fit raised while ``search.error_score`` is ``raise``; ``traceback`` holds the worker's."""
+
+    def __init__(self, message: str, traceback: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C: what was recorded is kept; the message says how to resume."""

@@ -1,7 +1,8 @@
-"""Running a plan on Dask: data scattered once, raw stages and prefixes shared, fits batched.
+"""Running a plan on Dask: data sent once, raw stages and prefixes shared, fits batched.
 
-Task graph per fold: ``stage-…`` (one per distinct raw stage and parameters, memoised
-across searches) → ``prep-…`` (one per group of candidates sharing a prefix) → ``fit-…``
+Task graph: ``data-…`` (the rows and folds, recomputable: :mod:`gridsearch.dataset`) →
+per fold ``stage-…`` (one per distinct raw stage and parameters, memoised across
+searches) → ``prep-…`` (one per group of candidates sharing a prefix) → ``fit-…``
 (batches of final-estimator fits, run where their prefix is). Tasks are submitted as a
 stream with a bounded number in flight, so a grid of any size starts at once and the
 client's memory stays flat. Fits are grouped into tasks of roughly
@@ -19,16 +20,18 @@ from functools import cache
 from typing import Any
 
 import dask
+import pandas as pd
 from distributed import Client, Future, LocalCluster, as_completed
 from sklearn.base import BaseEstimator, clone
 
 from gridsearch.config import ClusterConfig
+from gridsearch.dataset import DataSpec, rebuild
 from gridsearch.errors import GridsearchError
 from gridsearch.paths import family_key
 from gridsearch.plan import Plan, PrepGroup, final_step_name, split_params
 from gridsearch.space import Candidate, content_id, resolve, step_names
 from gridsearch.stages import is_inert, raw_stages, splits_into_stages, stage_estimator, stage_params
-from gridsearch.tasks import Dataset, FitItem, failure, fit_batch, prepare, run_stage, stage_summary
+from gridsearch.tasks import FitItem, failure, fit_batch, prepare, run_stage, stage_summary
 from kampai.pipeline import make_estimator
 
 TARGET_TASK_SECONDS = 0.25
@@ -71,14 +74,16 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
 class SearchWork:
     """What the executor runs: the data, the pipeline, the plan, and where stages are memoised.
 
-    ``scope_id`` identifies the search's pipeline, data and cv (for task keys); ``rows_id``
+    ``frame`` is the loaded data when workers cannot load it themselves (see
+    :mod:`gridsearch.dataset`). ``scope_id`` identifies the search's pipeline, data and cv
+    (for task keys); ``rows_id``
     the rows and folds only (data fingerprint, hold-out, cv), for memo keys shared by any
     search on them; ``memo_stages`` limits the memo to those raw stages (None: all).
     """
 
     scope_id: str
-    dataset: Dataset
-    data_key: str
+    data_spec: DataSpec
+    frame: pd.DataFrame | None
     pipeline: BaseEstimator
     plan: Plan
     scoring: tuple[str, ...]
@@ -134,16 +139,17 @@ def execute(client: Client, work: SearchWork, pending: Callable[[str, int], bool
     """Run every (candidate, fold) of ``work.plan`` for which ``pending`` is true.
 
     ``on_records(fold, records)`` is called in the client as each fit batch completes,
-    ``on_stage(report)`` as each raw stage does.
+    ``on_stage(report)`` as each raw stage does. If anything interrupts the loop (Ctrl-C,
+    a callback raising), the work still in flight is cancelled.
     """
-    data = client.scatter({work.data_key: work.dataset}, broadcast=True, hash=False)[work.data_key]
+    data = client.submit(rebuild, work.data_spec, work.frame, key=f"data-{work.scope_id}", pure=False)
     costs = _FitCosts()
-    in_flight: dict[str, _Batch | None] = {}
+    in_flight: dict[str, tuple[Future, _Batch | None]] = {}
     max_in_flight = 3 * max(1, sum(client.nthreads().values()))
     finished = as_completed()
 
     def handle(future: Future) -> None:
-        batch = in_flight.pop(future.key)
+        _, batch = in_flight.pop(future.key)
         if batch is None:
             on_stage(StageReport(*future.result()))
             return
@@ -151,13 +157,17 @@ def execute(client: Client, work: SearchWork, pending: Callable[[str, int], bool
         costs.observe(batch.cost_key, records, batch.families)
         on_records(batch.fold, records)
 
-    for batch, future in _submissions(client, data, work, pending, costs):
-        in_flight[future.key] = batch
-        finished.add(future)
-        while finished.count() >= max_in_flight:
-            handle(next(finished))
-    for future in finished:
-        handle(future)
+    try:
+        for batch, future in _submissions(client, data, work, pending, costs):
+            in_flight[future.key] = (future, batch)
+            finished.add(future)
+            while finished.count() >= max_in_flight:
+                handle(next(finished))
+        for future in finished:
+            handle(future)
+    except BaseException:
+        client.cancel([future for future, _ in in_flight.values()])
+        raise
 
 
 def _submissions(client: Client, data: Future, work: SearchWork, pending: Callable[[str, int], bool], costs: _FitCosts) -> Iterator[tuple[_Batch | None, Future]]:

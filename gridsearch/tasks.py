@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import get_scorer
 from sklearn.utils import _safe_indexing
 
+from gridsearch.dataset import Dataset
 from gridsearch.paths import PATH_PARAM, family_key, truncated
 from gridsearch.plan import final_step_name
 from gridsearch.space import resolve, step_names
@@ -26,20 +26,6 @@ from gridsearch.stages import assemble, fit_stage
 from kampai.cache import StageMemo, StageOutput
 
 _TRACEBACK_CHARS = 4000
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """What every worker holds once: features, target and the fold indices."""
-
-    X: pd.DataFrame
-    y: np.ndarray
-    folds: tuple[tuple[np.ndarray, np.ndarray], ...]
-
-    def fold(self, k: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
-        """``X_train, y_train, X_test, y_test`` of fold ``k``."""
-        train, test = self.folds[k]
-        return self.X.iloc[train], self.y[train], self.X.iloc[test], self.y[test]
 
 
 @dataclass(frozen=True)

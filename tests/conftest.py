@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +68,43 @@ def real_sample() -> Path:
 def real_test_sample() -> Path:
     """Kaggle test.csv: 9,914 rows without fare_amount."""
     return _shared_file("taxifare_sample_b.csv")
+
+
+@dataclass
+class RealCluster:
+    """A ``dask scheduler`` and its ``dask worker`` processes (each in its own directory)."""
+
+    address: str
+    workers: list[subprocess.Popen]
+
+
+@pytest.fixture
+def real_cluster(tmp_path: Path) -> Iterator[RealCluster]:
+    """A real scheduler and two single-threaded worker processes on 127.0.0.1."""
+    from distributed import Client
+
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                  "--scheduler-file", str(scheduler_file)], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    workers: list[subprocess.Popen] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not scheduler_file.exists():
+            assert time.monotonic() < deadline, "dask scheduler did not start in 30 s"
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for name in ("worker-a", "worker-b"):
+            workdir = tmp_path / name
+            workdir.mkdir()
+            workers.append(subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1",
+                                             "--no-dashboard", "--name", name, "--local-directory", str(workdir)],
+                                            cwd=workdir, stderr=subprocess.DEVNULL))
+        with Client(address, timeout="20s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield RealCluster(address, workers)
+    finally:
+        for process in [*workers, scheduler]:
+            process.terminate()
+        for process in [*workers, scheduler]:
+            process.wait(timeout=30)

@@ -88,3 +88,9 @@ def test_override_without_equals_is_rejected():
 def test_nested_overrides_merge_into_sections(write_config):
     config = load_config(write_config(), {"cv": {"folds": 4}, "data.rows": 900})
     assert config.cv.folds == 4 and config.cv.shuffle is True and config.data.rows == 900
+
+
+def test_short_forms_of_pipeline_and_cache(write_config):
+    config = load_config(write_config(pipeline="kampai.pipeline:taxifare_pipeline", cache="memo"))
+    assert config.pipeline.factory == "kampai.pipeline:taxifare_pipeline"
+    assert str(config.cache.dir) == "memo" and config.cache.stages is None

@@ -97,7 +97,7 @@ def test_log_loads_into_pandas_with_one_call(write_config):
 def test_held_out_rows_never_reach_the_search(write_config):
     full = gridsearch.prepare_search(write_config())
     held = gridsearch.prepare_search(write_config(data={**full.config.raw["data"], "test_size": 0.25}))
-    X_test, y_test = held.holdout
+    X_test, _ = held.holdout
     assert len(X_test) + len(held.dataset.X) == len(full.dataset.X)
     assert not set(X_test.index) & set(held.dataset.X.index)
     assert held.search_id != full.search_id

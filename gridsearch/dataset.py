@@ -1,0 +1,91 @@
+"""A search's rows and folds, rebuilt the same way on the client and on any worker.
+
+Workers get their data from a ``data-…`` task rather than from ``scatter``: a scattered
+object lost with its last worker is gone for good (the Active Memory Manager may keep a
+single replica, distributed#8657), while a task is recomputed. Synthetic data is
+generated on the worker from its seed; a file's rows travel inside the task. Either
+way the worker checks the content fingerprint against the client's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from kampai.data import SYNTHETIC_SOURCE, fingerprint, load_dataset
+
+Folds = tuple[tuple[np.ndarray, np.ndarray], ...]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Everything that determines a search's rows and folds; ``fingerprint`` is the loaded frame's."""
+
+    source: str
+    rows: int | None
+    seed: int
+    clean: bool
+    target: str
+    test_size: float | None
+    folds: int
+    shuffle: bool
+    cv_seed: int | None
+    stratify: bool
+    fingerprint: str
+
+    @property
+    def workers_can_load(self) -> bool:
+        """True when a worker can rebuild the frame from the spec alone (the seeded generator)."""
+        return self.source == SYNTHETIC_SOURCE
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The rows the search cross-validates on, and the fold indices."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    folds: Folds
+
+    def fold(self, k: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+        """``X_train, y_train, X_test, y_test`` of fold ``k``."""
+        train, test = self.folds[k]
+        return self.X.iloc[train], self.y[train], self.X.iloc[test], self.y[test]
+
+
+Holdout = tuple[pd.DataFrame, np.ndarray]
+
+
+def load_frame(spec: DataSpec) -> pd.DataFrame:
+    """The frame the spec describes, as loaded (and cleaned) from its source."""
+    return load_dataset(spec.source, rows=spec.rows, seed=spec.seed, clean=spec.clean)
+
+
+def split(spec: DataSpec, frame: pd.DataFrame) -> tuple[Dataset, Holdout | None]:
+    """Target apart, the held-out rows apart, then folds as scikit-learn's ``check_cv`` makes them.
+
+    Raises
+    ------
+    ValueError
+        When the folds cannot be made (e.g. more folds than rows).
+    """
+    X, y = frame.drop(columns=[spec.target]), frame[spec.target].to_numpy()
+    holdout = None
+    if spec.test_size is not None:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=spec.test_size, random_state=spec.seed)
+        holdout = (X_test, y_test)
+    splitter = (StratifiedKFold if spec.stratify else KFold)(spec.folds, shuffle=spec.shuffle, random_state=spec.cv_seed if spec.shuffle else None)
+    return Dataset(X, y, tuple(splitter.split(X, y))), holdout
+
+
+def rebuild(spec: DataSpec, frame: pd.DataFrame | None) -> Dataset:
+    """The search's :class:`Dataset` on a worker: from ``frame`` if given, else from the source."""
+    frame = load_frame(spec) if frame is None else frame
+    found = fingerprint(frame)
+    if found != spec.fingerprint:
+        raise ValueError(f"data on this worker differs from the client's (fingerprint {found}, expected {spec.fingerprint}); "
+                         "make the source identical everywhere")
+    return split(spec, frame)[0]
