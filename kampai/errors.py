@@ -12,3 +12,7 @@ class KampaiError(ValueError):
 
 class DataError(KampaiError):
     """Bad data input: a missing, unsupported or unreadable data source."""
+
+
+class RegistryError(KampaiError):
+    """The MLflow tracking store or model registry refused or could not be reached."""

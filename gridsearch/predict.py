@@ -1,0 +1,123 @@
+"""``gridsearch predict``: a model from the MLflow registry applied to a CSV or Parquet file.
+
+The model is loaded by :mod:`kampai.registry` as MLflow's pyfunc, the same object
+``mlflow models serve`` answers with, so a file scored here and a request to the server give
+the same numbers. The file is read as the search reads its data and checked against the
+model's signature (the training schema) before anything is predicted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from gridsearch.errors import GridsearchError
+from kampai.data import read_table
+
+OUTPUT_FORMATS = (".csv", ".csv.gz", ".parquet", ".pq")
+_NUMERIC = {"double": "numbers", "float": "numbers", "long": "integers", "integer": "integers"}
+
+
+def predict(
+    model: str,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    keep: Sequence[str] = (),
+    tracking_uri: str | None = None,
+) -> pd.DataFrame:
+    """Predict every row of a CSV or Parquet file with a registered model and write the predictions.
+
+    Parameters
+    ----------
+    model : str
+        ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or ``runs:/<run id>/model``.
+    input_path : path
+        ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` with the training columns (the
+        target may be there or not; other extra columns are ignored).
+    output_path : path
+        Where to write; the format follows the suffix, as for the input.
+    keep : sequence of str
+        Input columns copied next to the predictions, e.g. ``["key"]`` for a Kaggle submission.
+    tracking_uri : str, optional
+        The store holding the model (default: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
+
+    Returns
+    -------
+    DataFrame
+        What was written: the ``keep`` columns, then one column named after the target the
+        model was trained on (``prediction`` if unknown).
+
+    Raises
+    ------
+    GridsearchError
+        Missing or mistyped columns, an unsupported output format.
+    KampaiError
+        An unreadable input, an unreachable store, an unknown model or alias.
+    """
+    from kampai.registry import load_model
+
+    output = Path(output_path)
+    if not output.name.lower().endswith(OUTPUT_FORMATS):
+        raise GridsearchError(f"unsupported output file type: {output} (use one of {', '.join(OUTPUT_FORMATS)})")
+    if not output.parent.is_dir():
+        raise GridsearchError(f"output directory {output.parent} does not exist")
+    frame = read_table(input_path)
+    missing_keep = [column for column in keep if column not in frame.columns]
+    if missing_keep:
+        raise GridsearchError(f"{input_path}: no column {', '.join(missing_keep)} to keep (columns: {', '.join(map(str, frame.columns))})")
+    loaded = load_model(model, tracking_uri)
+    X = validate_columns(frame, loaded.inputs, str(input_path))
+    predictions = frame[list(keep)].copy()
+    predictions[str(loaded.metadata.get("target", "prediction"))] = loaded.predict(X)
+    _write(predictions, output)
+    return predictions
+
+
+def validate_columns(frame: pd.DataFrame, inputs: Sequence[tuple[str, str, bool]], source: str) -> pd.DataFrame:
+    """``frame``'s columns of the model signature ``inputs``, in its order, checked and typed.
+
+    Integer columns read as floats (a CSV column with a decimal point) are accepted when
+    every value is a whole number; missing values in them are refused.
+    """
+    if not inputs:
+        return frame
+    names = [name for name, _, _ in inputs]
+    missing = [name for name, _, required in inputs if required and name not in frame.columns]
+    if missing:
+        raise GridsearchError(f"{source}: missing column(s) {', '.join(missing)}; the model was trained on {', '.join(names)}")
+    X = frame[[name for name in names if name in frame.columns]].copy()
+    for name, kind, _ in inputs:
+        if name not in X.columns:
+            continue
+        column = X[name]
+        wanted = _NUMERIC.get(kind)
+        numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+        if wanted and not numeric:
+            raise GridsearchError(f"{source}: column {name}: expected {wanted} ({kind}), found {column.dtype}")
+        if wanted == "integers" and not pd.api.types.is_integer_dtype(column):
+            if column.isna().any() or (column % 1 != 0).any():
+                bad = int(column.isna().sum() + (column.dropna() % 1 != 0).sum())
+                raise GridsearchError(f"{source}: column {name}: expected whole numbers, found {bad} missing or fractional values")
+            X[name] = column.astype("int64")
+        if kind == "string" and not (pd.api.types.is_string_dtype(column) or column.dtype == object):
+            raise GridsearchError(f"{source}: column {name}: expected text, found {column.dtype}")
+    return X
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    """Write through a temporary file, so a failed write never leaves a partial output."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    parquet = path.name.lower().endswith((".parquet", ".pq"))
+    try:
+        if parquet:
+            frame.to_parquet(temporary, index=False)
+        else:
+            frame.to_csv(temporary, index=False, compression="gzip" if path.name.lower().endswith(".gz") else None)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise GridsearchError(f"cannot write {path}: {exc.strerror or exc}") from None
