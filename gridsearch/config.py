@@ -45,6 +45,10 @@ def _error_score(value: Any) -> str | None:
     return None if not isinstance(value, str) or value in ("raise", "nan") else "not 'raise' or 'nan'"
 
 
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    return lambda value: None if value in choices else f"not one of {', '.join(choices)}"
+
+
 def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
@@ -58,6 +62,8 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "seed": _Field(_INT, 0, None, "an integer seed for the synthetic generator"),
         "clean": _Field(_BOOL, True, None, "true or false"),
         "test_size": _Field((float,) + _NONE, None, _fraction, "null or a held-out fraction between 0 and 1, kept out of the search"),
+        "workers": _Field(_STR, "auto", _one_of("auto", "ship", "read"),
+                          "'ship' (the client sends the rows), 'read' (each worker reads data.source) or 'auto'"),
     },
     "pipeline": {
         "factory": _Field(_STR + _NONE, None, None, "'module:function' returning an estimator"),
@@ -103,6 +109,7 @@ class DataConfig:
     seed: int
     clean: bool
     test_size: float | None
+    workers: str
 
     @property
     def is_synthetic(self) -> bool:

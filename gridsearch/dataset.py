@@ -3,8 +3,9 @@
 Workers get their data from a ``data-…`` task rather than from ``scatter``: a scattered
 object lost with its last worker is gone for good (the Active Memory Manager may keep a
 single replica, distributed#8657), while a task is recomputed. Synthetic data is
-generated on the worker from its seed; a file's rows travel inside the task. Either
-way the worker checks the content fingerprint against the client's.
+generated on the worker from its seed; a file's rows travel inside the task, or each
+worker reads the file itself when told it can (``data.workers: read``, a shared volume).
+Either way the worker checks the content fingerprint against the client's.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from kampai.data import SYNTHETIC_SOURCE, fingerprint, load_dataset
+from kampai.data import fingerprint, load_dataset
 
 Folds = tuple[tuple[np.ndarray, np.ndarray], ...]
 
@@ -36,10 +37,6 @@ class DataSpec:
     stratify: bool
     fingerprint: str
 
-    @property
-    def workers_can_load(self) -> bool:
-        """True when a worker can rebuild the frame from the spec alone (the seeded generator)."""
-        return self.source == SYNTHETIC_SOURCE
 
 
 @dataclass(frozen=True)

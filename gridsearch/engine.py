@@ -25,6 +25,7 @@ from gridsearch.report import cv_results, leaderboard
 from gridsearch.runlog import RunLog, ensure_writable, read_log, read_metadata
 from gridsearch.space import Candidate, content_id, expand
 from gridsearch.stages import raw_stages
+from gridsearch.workers import check_workers, ship_modules, user_modules
 from kampai.cache import record_hits
 from kampai.data import fingerprint, load_dataset
 from kampai.errors import KampaiError
@@ -123,7 +124,7 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
         config=cfg,
         pipeline=pipeline,
         data_spec=data_spec,
-        frame=None if data_spec.workers_can_load else frame,
+        frame=None if _workers_read(cfg) else frame,
         dataset=dataset,
         holdout=holdout,
         data_fingerprint=dataset_fp,
@@ -170,6 +171,11 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
                 open_client(search.config.cluster) as client:
             if client.dashboard_link:
                 say(f"dashboard: {client.dashboard_link}")
+            check_workers(client)
+            params = {value for candidate in search.candidates for value in candidate.params.values() if isinstance(value, str)}
+            shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
+            if shipped:
+                say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
             tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
 
             def on_records(fold: int, records: Sequence[Mapping[str, Any]]) -> None:
@@ -268,8 +274,14 @@ def _data_spec(cfg: SearchConfig, pipeline: BaseEstimator, frame: pd.DataFrame, 
     """How the rows and folds are made; stratified folds for classifiers, as ``check_cv`` does."""
     stratify = is_classifier(pipeline) and type_of_target(frame[cfg.data.target]) in ("binary", "multiclass")
     data, cv = cfg.data, cfg.cv
-    return DataSpec(data.source, data.rows, data.seed, data.clean, data.target, data.test_size,
+    source = data.source if data.is_synthetic else str(Path(data.source).resolve())
+    return DataSpec(source, data.rows, data.seed, data.clean, data.target, data.test_size,
                     cv.folds, cv.shuffle, cv.seed, stratify, frame_fingerprint)
+
+
+def _workers_read(cfg: SearchConfig) -> bool:
+    """Whether workers load the data themselves: always for the generator, for files when told."""
+    return cfg.data.workers == "read" or (cfg.data.workers == "auto" and cfg.data.is_synthetic)
 
 
 def _check_memo_stages(cfg: SearchConfig, pipeline: BaseEstimator) -> None:

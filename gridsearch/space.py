@@ -186,7 +186,7 @@ def _check_value(config: SearchConfig, key: str, estimator: BaseEstimator, name:
         trial.set_params(**resolve({name: value}, steps))
         owner_name, _, _ = name.rpartition("__")
         owner = trial.get_params(deep=True)[owner_name] if owner_name else trial
-        if hasattr(owner, "_validate_params"):
+        if hasattr(owner, "_parameter_constraints"):  # scikit-learn's own declared checks
             owner._validate_params()
     except (ValueError, TypeError) as exc:
         raise config.error(key, f"{str(exc).splitlines()[0]} (value {value!r})") from None

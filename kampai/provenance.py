@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -35,6 +36,17 @@ def code_version() -> CodeVersion:
     sha = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--", *_CODE_PATHS) if sha else None
     return CodeVersion(git_sha=sha, git_dirty=None if sha is None else bool(status), package_version=_package_version())
+
+
+def source_hash() -> str:
+    """Hash of the installed ``kampai`` and ``gridsearch`` source files as they are on disk now:
+    equal means the same code (read at each call: ~30 small files)."""
+    digest = hashlib.sha256()
+    for package in _CODE_PATHS[:2]:
+        for path in sorted((_SOURCE_ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(_SOURCE_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _git(*args: str) -> str | None:

@@ -1,0 +1,106 @@
+"""What the workers must share with the client: the same code and versions, and the user's modules.
+
+Workers of a remote cluster (docker compose, Kubernetes) run their own installation. A
+search refuses to start when they run other code (a result would then depend on which
+worker ran it), and it uploads the user's own modules, which workers cannot import.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from distributed import Client
+from sklearn.base import BaseEstimator
+
+from gridsearch.errors import GridsearchError
+from kampai.provenance import DISTRIBUTION, source_hash
+
+EXACT = ("scikit-learn", "dask", "distributed", "cloudpickle")
+SAME_MINOR = ("numpy", "pandas", "pyarrow", "joblib", "scipy")
+
+
+def environment() -> dict[str, str]:
+    """Versions that must agree between client and workers (run on either side)."""
+    versions = {name: _version(name) for name in (*EXACT, *SAME_MINOR)}
+    versions[DISTRIBUTION] = f"{_version(DISTRIBUTION)} (source {source_hash()})"
+    versions["python"] = ".".join(map(str, sys.version_info[:2]))
+    return versions
+
+
+def check_workers(client: Client) -> None:
+    """Refuse to run when a worker's code or package versions differ from the client's.
+
+    Raises
+    ------
+    GridsearchError
+        Naming the worker, the package, and both versions.
+    """
+    mine = environment()
+    for worker, theirs in client.run(environment).items():
+        for package, version in mine.items():
+            other = theirs.get(package, "missing")
+            if not _compatible(package, version, other):
+                raise GridsearchError(
+                    f"worker {worker} runs {package} {other}, this client {version}; "
+                    f"install the same version on the workers (rebuild the image) and restart them"
+                )
+
+
+def _compatible(package: str, mine: str, theirs: str) -> bool:
+    if package in SAME_MINOR:
+        return mine.split(".")[:2] == theirs.split(".")[:2]
+    return mine == theirs
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def user_modules(pipeline: BaseEstimator, params: Iterable[Any], factory: str | None) -> set[str]:
+    """Modules of the pipeline's classes, swapped-in estimators and factory that no installed
+    distribution provides: the user's own code, which workers may not be able to import."""
+    installed = importlib.metadata.packages_distributions()
+    estimators = [pipeline, *(value for value in pipeline.get_params(deep=True).values() if hasattr(value, "get_params"))]
+    names = {type(estimator).__module__ for estimator in estimators}
+    names |= {value.rpartition(".")[0] for value in params if isinstance(value, str) and "." in value}
+    if factory:
+        names.add(factory.partition(":")[0])
+    return {name for name in names if name in sys.modules and name.partition(".")[0] not in installed
+            and name.partition(".")[0] not in sys.stdlib_module_names and name != "__main__"}
+
+
+def ship_modules(client: Client, modules: Iterable[str]) -> list[str]:
+    """Send the user's modules to the scheduler and every worker (also workers joining later).
+
+    A module inside a package sends the whole top-level package, zipped. Uploads are
+    registered under stable names, so running again replaces them. Returns what was sent.
+    """
+    from distributed.diagnostics.plugin import SchedulerUploadFile, UploadFile
+
+    sent = []
+    for top in sorted({name.partition(".")[0] for name in modules}):
+        module = sys.modules[top]
+        source = Path(module.__file__ or "")
+        upload = source if source.name != "__init__.py" else _zipped(source.parent)
+        for plugin in (SchedulerUploadFile(str(upload)), UploadFile(str(upload))):
+            client.register_plugin(plugin, name=f"gridsearch-upload-{top}")
+        sent.append(top)
+    return sent
+
+
+def _zipped(package: Path) -> Path:
+    """``package`` as a zip that Python can import from, in a temporary directory."""
+    archive = Path(tempfile.mkdtemp(prefix="gridsearch-upload-")) / f"{package.name}.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted(package.rglob("*.py")):
+            bundle.write(path, path.relative_to(package.parent).as_posix())
+    return archive
