@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test clean
+.PHONY: install run test clean
 
 run: $(VENV)/.installed  ## set up, then run the default search on synthetic data
 	$(BIN)/python -m gridsearch run conf/search.yaml
@@ -11,6 +11,8 @@ run: $(VENV)/.installed  ## set up, then run the default search on synthetic dat
 test: $(VENV)/.installed  ## set up, then lint and run the test suite
 	$(BIN)/ruff check kampai gridsearch tests
 	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed  ## set up only (the Dockerfile builds its image with this very target)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
