@@ -23,7 +23,8 @@ def test_default_search_on_real_processes_equals_local_cluster(real_cluster, tmp
         cwd=tmp_path, capture_output=True, text=True, check=False, timeout=600,
     )
     assert remote.returncode == 0, remote.stderr
-    local = gridsearch.run(config, progress=False, log=str(tmp_path / "local"), cluster={"workers": 2}, **small)
+    local = gridsearch.run(config, progress=False, log=str(tmp_path / "local"), cache={"dir": None},
+                           cluster={"workers": 2, "dashboard": None}, **small)
     remote_log = gridsearch.read_log(tmp_path / "remote" / local.search_id)
     assert len(remote_log) == local.n_fits == 1000
     assert set(remote_log["worker"].str.rsplit(":", n=1).str[0]) == {"tcp://127.0.0.1"}
