@@ -1,9 +1,13 @@
 """The run log: one append-only record per (candidate, fold), readable while it grows.
 
 A search's log is a directory ``<log dir>/<search id>/`` holding ``search.json`` (what the
-search is) and one Arrow IPC stream per run that wrote to it (``part-*.arrows``). Each
+search is) and Arrow IPC streams (``part-*.arrows``), each written by one run. Each
 arriving batch of records is written and flushed at once, so a crashed driver loses
 at most the batch being written; a torn last message is skipped with a warning.
+
+A part is closed after :data:`ROLL_MESSAGES` batches, and when its run ends, then
+rewritten in large messages (atomically), so loading stays fast: decoding costs per
+message, and a crash leaves at most one part of small ones.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from gridsearch.errors import GridsearchError
 
 PART_GLOB = "part-*.arrows"
 META_FILE = "search.json"
+COMPACT_ROWS = 65_536  # rows per message of a closed part
+COMPACT_MIN_MESSAGES = 64  # closed parts with fewer messages are left as written
+ROLL_MESSAGES = 1024  # a part this long is closed (compacted) and the next append starts a new one
+MAX_CHUNKS = 256  # read_log joins a column's chunks into one beyond this many
 _FIXED_FIELDS = [
     ("search_id", pa.string()),
     ("candidate_id", pa.string()),
@@ -66,7 +74,7 @@ def ensure_writable(directory: Path) -> None:
 
 
 class RunLog:
-    """Appends one search's records to a new part of its log directory.
+    """Appends one search's records to new parts of its log directory; no other writer touches them.
 
     Nothing is created on disk until the first :meth:`append`, so a search that fails
     before its first result leaves no log behind.
@@ -78,6 +86,8 @@ class RunLog:
         self._metadata = dict(metadata)
         self._sink: Any = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._part: Path | None = None
+        self._messages = 0
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Write ``records`` (dicts keyed by the schema's columns) and flush them."""
@@ -87,13 +97,22 @@ class RunLog:
             self._open()
         self._writer.write_batch(pa.RecordBatch.from_pylist(list(records), schema=self.schema))
         self._sink.flush()
+        self._messages += 1
+        if self._messages >= ROLL_MESSAGES:
+            self.close()  # so a crash leaves at most ROLL_MESSAGES small messages to decode
 
     def close(self) -> None:
-        """End the part cleanly; safe to call twice."""
+        """End the part cleanly, compacting its many small messages; safe to call twice."""
         if self._writer is not None:
             self._writer.close()
             self._sink.close()
             self._writer = None
+            if self._messages >= COMPACT_MIN_MESSAGES:
+                try:
+                    _compact(self._part)
+                except (pa.ArrowException, OSError) as exc:  # an optimisation: the records are safe as written
+                    warnings.warn(f"run log part {self._part.name} was not compacted ({exc}); it stays as written", stacklevel=2)
+            self._messages = 0
 
     def __enter__(self) -> Self:
         return self
@@ -110,8 +129,8 @@ class RunLog:
             os.replace(tmp, meta)
         now = time.time_ns()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
-        part = self.directory / f"part-{stamp}.{now % 10**9:09d}-{os.getpid()}.arrows"  # sorts by time
-        self._sink = open(part, "xb")  # noqa: SIM115 - open until close()
+        self._part = self.directory / f"part-{stamp}.{now % 10**9:09d}-{os.getpid()}.arrows"  # sorts by time
+        self._sink = open(self._part, "xb")  # noqa: SIM115 - open until close()
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
 
 
@@ -124,10 +143,14 @@ def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
     directory = Path(path)
     if not directory.is_dir():
         raise GridsearchError(f"no run log at {directory} (give a directory made by 'gridsearch run', under the config's log:)")
-    tables = [table for part in sorted(directory.glob(PART_GLOB)) if (table := _read_part(part)) is not None]
+    tables = []
+    for part in sorted(directory.glob(PART_GLOB)):  # a loop, not a comprehension: warnings' stacklevel
+        if (table := _read_part(part)) is not None:
+            tables.append(table)
     if not tables:
         return pd.DataFrame(columns=log_schema(read_metadata(directory).get("scoring", ())).names)
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    return _few_chunks(table).to_pandas()
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
@@ -136,7 +159,28 @@ def read_metadata(directory: Path) -> dict[str, Any]:
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
+def _few_chunks(table: pa.Table) -> pa.Table:
+    """``table``, its columns joined into one chunk each if they have more than :data:`MAX_CHUNKS`.
+
+    String columns stay Arrow-backed in pandas, chunks and all: thousands of small ones
+    would slow every later filter and groupby. A few are fine, and not copying a large
+    log saves time and memory.
+    """
+    return table.combine_chunks() if table.num_columns and table.column(0).num_chunks > MAX_CHUNKS else table
+
+
 def _read_part(part: Path) -> pa.Table | None:
+    """A part's records; the whole stream in one C++ call unless its tail is torn."""
+    try:
+        with pa.OSFile(str(part)) as source:
+            return _few_chunks(pa.ipc.open_stream(source).read_all())
+    except (pa.ArrowInvalid, OSError):
+        table = _read_complete_batches(part)
+        return None if table is None else _few_chunks(table)
+
+
+def _read_complete_batches(part: Path) -> pa.Table | None:
+    """The messages of a part up to the first torn one, with a warning (slow path)."""
     batches = []
     try:
         with pa.OSFile(str(part)) as source:
@@ -149,7 +193,27 @@ def _read_part(part: Path) -> pa.Table | None:
                     break
     except (pa.ArrowInvalid, OSError) as exc:
         if not batches:
-            warnings.warn(f"run log part {part.name} has no complete record yet ({exc}); skipped", stacklevel=3)
+            warnings.warn(f"run log part {part.name} has no complete record yet ({exc}); skipped", stacklevel=4)
             return None
-        warnings.warn(f"run log part {part.name} ends in a partial record ({exc}); it was skipped", stacklevel=3)
+        warnings.warn(f"run log part {part.name} ends in a partial record ({exc}); it was skipped", stacklevel=4)
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def _compact(part: Path) -> None:
+    """Rewrite a closed part in large batches, atomically: same records, fast to load.
+
+    A search appends one small message per finished task; a million records in
+    10-record messages take seconds to decode, in 64k-row ones a fraction of that.
+    Readers holding the old file keep reading it; a crash leaves the old file whole.
+    """
+    with pa.OSFile(str(part)) as source:
+        table = pa.ipc.open_stream(source).read_all()
+    tmp = part.with_name(f".{part.name}.compacting")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.combine_chunks(), max_chunksize=COMPACT_ROWS)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, part)
+    finally:
+        tmp.unlink(missing_ok=True)

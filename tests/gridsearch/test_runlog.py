@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
+from gridsearch import runlog
 from gridsearch.errors import GridsearchError
-from gridsearch.runlog import RunLog, ensure_writable, read_log
+from gridsearch.runlog import COMPACT_MIN_MESSAGES, RunLog, ensure_writable, read_log
 
 
 def _record(candidate: str, fold: int) -> dict:
@@ -56,3 +58,74 @@ def test_log_directory_under_a_file_is_reported(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(GridsearchError, match="is not writable"):
         ensure_writable(tmp_path / "file" / "runs")
+
+
+def test_a_closed_part_is_compacted_into_few_messages_with_the_same_records(tmp_path):
+    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s"}) as log:
+        for i in range(COMPACT_MIN_MESSAGES + 1):
+            log.append([_record(f"c{i}", 0), _record(f"c{i}", 1)])
+        written = read_log(tmp_path / "s")
+    part = next((tmp_path / "s").glob("part-*.arrows"))
+    with pa.ipc.open_stream(pa.OSFile(str(part))) as reader:
+        assert sum(1 for _ in reader) == 1
+    assert read_log(tmp_path / "s").equals(written)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [part.name, "search.json"]  # no temporary file left
+
+
+def test_a_part_with_few_messages_is_left_as_written(tmp_path):
+    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s"}) as log:
+        for i in range(3):
+            log.append([_record(f"c{i}", 0)])
+    part = next((tmp_path / "s").glob("part-*.arrows"))
+    with pa.ipc.open_stream(pa.OSFile(str(part))) as reader:
+        assert sum(1 for _ in reader) == 3
+
+
+def test_a_torn_tail_warning_points_at_the_caller(tmp_path):
+    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s"}) as log:
+        log.append([_record("a", 0)])
+        log.append([_record("b", 0)])
+    part = next((tmp_path / "s").glob("part-*.arrows"))
+    part.write_bytes(part.read_bytes()[:-200])
+    with pytest.warns(UserWarning, match="ends in a partial record") as caught:
+        read_log(tmp_path / "s")
+    assert caught[0].filename == __file__
+
+
+def test_a_long_run_rolls_over_to_new_compacted_parts(tmp_path, monkeypatch):
+    monkeypatch.setattr(runlog, "ROLL_MESSAGES", 4)
+    monkeypatch.setattr(runlog, "COMPACT_MIN_MESSAGES", 2)
+    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s"}) as log:
+        for i in range(10):
+            log.append([_record(f"c{i}", 0)])
+    parts = sorted((tmp_path / "s").glob("part-*.arrows"))
+    messages = []
+    for part in parts:
+        with pa.ipc.open_stream(pa.OSFile(str(part))) as reader:
+            messages.append(sum(1 for _ in reader))
+    assert messages == [1, 1, 1]  # 4 + 4 + 2 batches, each part compacted
+    assert list(read_log(tmp_path / "s")["candidate_id"]) == [f"c{i}" for i in range(10)]
+
+
+def test_a_failed_compaction_leaves_the_part_as_written(tmp_path, monkeypatch):
+    def full_disk(part):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runlog, "_compact", full_disk)
+    log = RunLog(tmp_path / "s", ["r2"], {"search_id": "s"})
+    for i in range(COMPACT_MIN_MESSAGES):
+        log.append([_record(f"c{i}", 0)])
+    with pytest.warns(UserWarning, match="was not compacted .*No space left on device.*; it stays as written"):
+        log.close()
+    assert len(read_log(tmp_path / "s")) == COMPACT_MIN_MESSAGES
+
+
+@pytest.mark.parametrize("max_chunks", [1, 256])
+def test_records_read_the_same_with_or_without_joining_chunks(tmp_path, monkeypatch, max_chunks):
+    monkeypatch.setattr(runlog, "MAX_CHUNKS", max_chunks)
+    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s"}) as log:
+        for i in range(3):
+            log.append([_record(f"c{i}", 0), _record(f"c{i}", 1)])
+        records = read_log(tmp_path / "s")
+    assert list(records["candidate_id"]) == ["c0", "c0", "c1", "c1", "c2", "c2"]
+    assert list(records["fold"]) == [0, 1] * 3 and (records["test_r2"] == 0.5).all()
