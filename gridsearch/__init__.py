@@ -13,15 +13,21 @@ from typing import Any
 
 _EXPORTS = {
     "run": "gridsearch.engine",
+    "resume": "gridsearch.engine",
     "prepare_search": "gridsearch.engine",
     "SearchResult": "gridsearch.engine",
     "PreparedSearch": "gridsearch.engine",
     "load_config": "gridsearch.config",
     "read_log": "gridsearch.runlog",
+    "top": "gridsearch.query",
+    "show": "gridsearch.query",
+    "export": "gridsearch.query",
     "ConfigError": "gridsearch.errors",
     "GridsearchError": "gridsearch.errors",
+    "CandidateFailed": "gridsearch.errors",
+    "SearchInterrupted": "gridsearch.errors",
 }
-__all__ = ["ConfigError", "GridsearchError", "PreparedSearch", "SearchResult", "load_config", "prepare_search", "read_log", "run"]
+__all__ = ["CandidateFailed", "ConfigError", "GridsearchError", "PreparedSearch", "SearchInterrupted", "SearchResult", "export", "load_config", "prepare_search", "read_log", "resume", "run", "show", "top"]
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("config", help="search YAML, e.g. conf/search.yaml")
+    run.add_argument("config", nargs="?", help="search YAML, e.g. conf/search.yaml")
+    run.add_argument("--resume", metavar="LOG", help="run again the search of this log directory (runs/<search id>) with the config it keeps")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value (YAML syntax), e.g. --set cv.folds=5; repeatable")
     run.add_argument("--scheduler", metavar="ADDRESS",
@@ -43,38 +44,54 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default: 10)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no leaderboard")
     run.set_defaults(handler=_run)
+    _add_top(commands)
+    _add_show(commands)
+    _add_export(commands)
     _add_cache(commands)
+    _add_promote(commands)
+    _add_predict(commands)
+    _add_registry(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input)."""
     args = build_parser().parse_args(argv)
-    from gridsearch.errors import GridsearchError
+    from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupted
     from kampai.errors import KampaiError
 
     try:
         return args.handler(args)
+    except CandidateFailed as exc:
+        print(f"{exc.traceback}\nerror: {exc}", file=sys.stderr)
+        return 1
     except (GridsearchError, KampaiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SearchInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gridsearch.config import parse_overrides
-    from gridsearch.engine import prepare_search, run
+    from gridsearch.config import load_config, parse_overrides
+    from gridsearch.engine import config_of_log, prepare_search, run
+    from gridsearch.errors import GridsearchError
 
+    if (args.config is None) == (args.resume is None):
+        raise GridsearchError("give a config file (python -m gridsearch run conf/search.yaml) or --resume LOG, not both")
     overrides = parse_overrides(args.overrides)
     if args.scheduler:
         overrides["cluster.address"] = args.scheduler
     if args.workers is not None:
         overrides["cluster.workers"] = args.workers
+    config = config_of_log(args.resume, **overrides) if args.resume else load_config(args.config, overrides)
     if args.dry_run:
-        search = prepare_search(args.config, **overrides)
+        search = prepare_search(config)
         print(f"{search.config.source}: valid. {search.plan.summary()}")
         print(f"search id {search.search_id}; run log would be {search.log_path}")
         return 0
-    run(args.config, progress=not args.quiet, top=args.top, **overrides)
+    run(config, progress=not args.quiet, top=args.top)
     return 0
 
 
@@ -99,4 +116,175 @@ def _cache(args: argparse.Namespace) -> int:
     verb = "cleared " if args.action == "clear" else ""
     print(f"{verb}{info.location}: {info.entries} entries, {info.bytes / 2**20:.1f} MiB; "
           f"{info.hits} stages loaded from the memo, {info.misses} computed in recorded runs")
+    return 0
+
+
+def _add_top(commands: argparse._SubParsersAction) -> None:
+    top = commands.add_parser(
+        "top",
+        help="leaderboard of a search's run log, or of every search under a log root",
+        description="Rank the candidates recorded in a run log by their mean cross-validated score, as "
+        "scikit-learn's rank_test_<scorer>. LOG is one search (runs/<search id>) or a log root (runs): "
+        "then all its searches are ranked together. Works while a search is still running.",
+        epilog="examples:\n  python -m gridsearch top runs\n  python -m gridsearch top runs/3f2a9c1d0e4b5a67 -n 20 --metric r2\n"
+        "  python -m gridsearch top runs --json | jq '.rows[0].params'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
+    top.add_argument("-n", type=int, default=10, metavar="N", help="rows to show (default: 10)")
+    top.add_argument("--metric", metavar="NAME", help="scorer to rank by, e.g. r2 (default: the search's first scorer)")
+    top.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    top.set_defaults(handler=_top)
+
+
+def _top(args: argparse.Namespace) -> int:
+    from gridsearch.query import to_json, top
+
+    board = top(args.log, n=args.n, metric=args.metric)
+    print(to_json(board) if args.json else board)
+    return 0
+
+
+def _add_show(commands: argparse._SubParsersAction) -> None:
+    show = commands.add_parser(
+        "show",
+        help="one candidate in full: params, scores, every fold, errors with tracebacks, warnings",
+        description="Print everything the run log holds about one candidate: its params, mean scores and rank, "
+        "one row per fold (status, scores, times, worker), errors with their tracebacks, and warnings. "
+        "CANDIDATE may be any unique prefix of the id, as in git.",
+        epilog="examples:\n  python -m gridsearch show runs 3f2a\n  python -m gridsearch show runs/9a8b7c6d5e4f3a2b 3f2a9c1d --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
+    show.add_argument("candidate", metavar="CANDIDATE", help="a candidate id or a unique prefix of one (see 'top')")
+    show.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+    show.set_defaults(handler=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from gridsearch.query import show, to_json
+
+    detail = show(args.log, args.candidate)
+    print(to_json(detail) if args.json else detail)
+    return 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write the cv_results table (or every raw record) to Parquet or CSV",
+        description="Write scikit-learn's cv_results_ table of a run log, one row per candidate, or with "
+        "--records every raw record, one per (candidate, fold) as logged. The format follows the file name "
+        "(.parquet, .csv, .csv.gz). Over a log root the searches are stacked with their search_id.",
+        epilog="examples:\n  python -m gridsearch export runs/3f2a9c1d0e4b5a67 --to results.parquet\n"
+        "  python -m gridsearch export runs --to records.csv --records",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
+    export.add_argument("--to", required=True, metavar="FILE", help="output file: .parquet, .csv or .csv.gz")
+    export.add_argument("--records", action="store_true", help="every raw record instead of the cv_results table")
+    export.add_argument("--json", action="store_true", help="print what was written as JSON (path, rows, columns)")
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gridsearch.query import export, to_json
+
+    written = export(args.log, args.to, records=args.records)
+    print(to_json(written) if args.json else written)
+    return 0
+
+
+def _add_promote(commands: argparse._SubParsersAction) -> None:
+    promote = commands.add_parser(
+        "promote",
+        help="refit the best (or chosen) candidates of a search and log them to MLflow as registered models",
+        description="Refit each chosen candidate with the production pipeline on the search's full training data, "
+        "score it on the held-out split when the config keeps one (data.test_size), and log one MLflow run per "
+        "candidate: params, CV and held-out scores, code version, data fingerprint, the config, and the model, "
+        "registered under registry.model_name. The best version promoted from the search gets registry.alias "
+        "(champion). Promoting a candidate twice finds its first run. The store is registry.tracking_uri, else "
+        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.",
+        epilog="examples:\n  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --top 3\n"
+        "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --candidate 9b1e --candidate 04c7\n"
+        "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --tracking-uri http://127.0.0.1:5000\n"
+        "  mlflow ui   # then open the experiment named after the model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    promote.add_argument("log", metavar="LOG", help="a search's run log directory, runs/<search id>")
+    which = promote.add_mutually_exclusive_group()
+    which.add_argument("--top", type=int, metavar="N", help="promote the N best fully scored candidates (default: 1)")
+    which.add_argument("--candidate", dest="candidates", action="append", metavar="ID",
+                       help="promote this candidate (id or unique prefix, see 'top'); repeatable")
+    promote.add_argument("--allow-code-change", action="store_true",
+                         help="refit even if the code differs from the code that scored the candidates (recorded in the run)")
+    promote.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store (overrides the config and $MLFLOW_TRACKING_URI)")
+    promote.set_defaults(handler=_promote)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from gridsearch.promote import promote, summary
+
+    print(summary(promote(args.log, top=args.top, candidates=args.candidates,
+                          allow_code_change=args.allow_code_change, tracking_uri=args.tracking_uri)))
+    return 0
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="predict a CSV or Parquet file with a model from the MLflow registry",
+        description="Load a registered model (by alias or version) or a run's model, check that the input has the "
+        "columns and types the model was trained on, and write one prediction per row. The format of each "
+        "file follows its name (.csv, .csv.gz, .parquet). The store is --tracking-uri, else "
+        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.",
+        epilog="examples:\n  python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv\n"
+        "  python -m gridsearch predict --model models:/taxifare/3 --input test.parquet --output preds.parquet --keep key\n"
+        "  python -m gridsearch predict --model runs:/<run id>/model --input new.csv --output preds.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict.add_argument("--model", required=True, metavar="URI",
+                         help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
+    predict.add_argument("--input", required=True, metavar="FILE", help="rows to predict: .csv, .csv.gz, .parquet")
+    predict.add_argument("--output", required=True, metavar="FILE", help="where to write the predictions: .csv, .csv.gz, .parquet")
+    predict.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                         help="copy this input column next to the predictions, e.g. --keep key; repeatable")
+    predict.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store holding the model")
+    predict.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from gridsearch.predict import predict
+
+    written = predict(args.model, args.input, args.output, keep=args.keep, tracking_uri=args.tracking_uri)
+    print(f"{len(written)} predictions of {args.model} written to {args.output}")
+    return 0
+
+
+def _add_registry(commands: argparse._SubParsersAction) -> None:
+    registry = commands.add_parser(
+        "registry",
+        help="list the promoted runs in MLflow with their scores and tags, or export them as CSV",
+        description="One row per promoted run (a run with a registered model version): model, version, aliases, "
+        "search and candidate ids, rank, code version, CV and held-out scores, refit time, for comparing trainings "
+        "across searches. --csv writes every metric, tag and param.",
+        epilog="examples:\n  python -m gridsearch registry\n  python -m gridsearch registry --model taxifare --csv promoted.csv\n"
+        "  python -m gridsearch registry --search 3f2a9c1d0e4b5a67 --tracking-uri http://127.0.0.1:5000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    registry.add_argument("--model", metavar="NAME", help="only this registered model (default: all)")
+    registry.add_argument("--search", metavar="ID", help="only runs promoted from this search id")
+    registry.add_argument("--csv", metavar="FILE", help="also write the full table (every metric, tag and param) to FILE")
+    registry.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    registry.set_defaults(handler=_registry)
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from gridsearch.promote import format_registry, registry_table
+
+    table = registry_table(args.tracking_uri, model_name=args.model, search_id=args.search)
+    print(format_registry(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"{len(table)} runs written to {args.csv}")
     return 0
