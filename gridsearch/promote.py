@@ -27,9 +27,9 @@ from sklearn.metrics import get_scorer
 
 from gridsearch.config import SearchConfig, from_mapping
 from gridsearch.errors import GridsearchError
-from gridsearch.report import cv_results
+from gridsearch.report import log_results
 from gridsearch.runlog import META_FILE, read_log, read_metadata
-from gridsearch.space import Candidate, resolve, step_names
+from gridsearch.space import resolve, step_names
 from kampai.provenance import CodeVersion, code_version
 
 TAG = "gridsearch."
@@ -220,9 +220,7 @@ def _read_search(log_path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
 
 def _ranked(records: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
     """The log's cv_results table, best first; candidates are read from the records, so a grown space counts."""
-    first = records.drop_duplicates("candidate_id")
-    candidates = [Candidate(cid, json.loads(params)) for cid, params in zip(first["candidate_id"], first["params"])]
-    table = cv_results(records, candidates, int(meta["folds"]), list(meta["scoring"]))
+    table = log_results(records, int(meta["folds"]), list(meta["scoring"]))
     table["rank"] = table[f"rank_test_{meta['scoring'][0]}"]
     return table.sort_values(["rank", "candidate_id"]).reset_index(drop=True)
 
@@ -230,7 +228,7 @@ def _ranked(records: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
 def _choose(table: pd.DataFrame, log_path: Path, meta: Mapping[str, Any], top: int | None, candidates: Sequence[str] | None) -> pd.DataFrame:
     """The rows to promote: the ``top`` best complete candidates, or the ones named."""
     primary = f"mean_test_{meta['scoring'][0]}"
-    complete = (table["n_errors"] == 0) & table[primary].notna()
+    complete = (table["n_errors"] == 0) & (table["n_missing"] == 0) & table[primary].notna()
     if top is not None and candidates:
         raise GridsearchError("give either top or candidates, not both")
     if not candidates:
@@ -254,7 +252,7 @@ def _choose(table: pd.DataFrame, log_path: Path, meta: Mapping[str, Any], top: i
         index = matches[0]
         if not complete.iloc[index]:
             raise GridsearchError(f"candidate {table['candidate_id'].iloc[index]} failed or is missing folds in {log_path} "
-                                  f"({int(table['n_errors'].iloc[index])} of {meta['folds']} not ok); only fully scored candidates can be promoted")
+                                  f"({int(table['n_errors'].iloc[index] + table['n_missing'].iloc[index])} of {meta['folds']} not ok); only fully scored candidates can be promoted")
         if index not in chosen:
             chosen.append(index)
     return table.iloc[chosen]

@@ -23,9 +23,8 @@ import pyarrow as pa
 
 from gridsearch.config import did_you_mean
 from gridsearch.errors import GridsearchError
-from gridsearch.report import cv_results, leaderboard
+from gridsearch.report import leaderboard, log_results
 from gridsearch.runlog import META_FILE, PART_GLOB, read_log, read_metadata
-from gridsearch.space import Candidate
 
 EXPORT_FORMATS = (".parquet", ".csv", ".csv.gz")
 _RECORD_COLUMNS = ("fold", "status", "fit_time", "score_time", "prep_time", "worker", "finished")
@@ -168,12 +167,7 @@ class _Search:
 
     def results(self) -> pd.DataFrame:
         """``cv_results`` of the candidates recorded so far, with ``search_id`` and ``n_missing``."""
-        firsts = self.records.drop_duplicates("candidate_id")
-        candidates = [Candidate(cid, json.loads(params)) for cid, params in zip(firsts["candidate_id"], firsts["params"])]
-        table = cv_results(self.records, candidates, self.folds, self.scoring)
-        recorded = self.records.drop_duplicates(["candidate_id", "fold"]).groupby("candidate_id").size()
-        table["n_missing"] = self.folds - table["candidate_id"].map(recorded).fillna(0).astype(int).to_numpy()
-        table["n_errors"] = table["n_errors"] - table["n_missing"]
+        table = log_results(self.records, self.folds, self.scoring)
         table.insert(0, "search_id", self.search_id)
         return table
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +19,8 @@ def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: in
     ``rank_test_<scorer>`` (failed fits score NaN and rank last, as in scikit-learn),
     ``mean_fit_time``/``std_fit_time`` (the final estimator's fit), ``mean_score_time``,
     ``mean_prep_time`` (the shared preprocessing, counted once per candidate and fold),
-    ``param_<name>``, ``params``, plus ``candidate_id`` and ``n_errors``.
+    ``param_<name>``, ``params``, plus ``candidate_id``, ``n_errors`` (failed or lost folds)
+    and ``n_missing`` (folds not recorded yet).
 
     When a (candidate, fold) has several records (a resumed search), the last one counts.
     """
@@ -46,8 +48,16 @@ def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: in
         results[f"std_test_{scorer}"] = scores.std(axis=1)
         results[f"rank_test_{scorer}"] = _rank(means)
     status = latest["status"].to_numpy(dtype=object).reshape(len(ids), folds)
-    results["n_errors"] = (status != "ok").sum(axis=1)
+    results["n_errors"] = np.isin(status, ["error", "lost"]).sum(axis=1)
+    results["n_missing"] = pd.isna(status).sum(axis=1)  # folds not recorded (yet)
     return pd.DataFrame(results)
+
+
+def log_results(records: pd.DataFrame, folds: int, scoring: Sequence[str]) -> pd.DataFrame:
+    """:func:`cv_results` of every candidate a run log holds, its params read from the records."""
+    firsts = records.drop_duplicates("candidate_id")
+    candidates = [Candidate(cid, json.loads(params)) for cid, params in zip(firsts["candidate_id"], firsts["params"])]
+    return cv_results(records, candidates, folds, scoring)
 
 
 def _rank(means: np.ndarray) -> np.ndarray:
@@ -77,10 +87,10 @@ def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFra
 
 def _varying(all_params: pd.Series) -> dict[str, str]:
     """Names whose value differs between candidates, with a short label for each."""
-    seen: dict[str, set[str]] = {}
+    seen: dict[str, set[str]] = {name: set() for params in all_params for name in params}
     for params in all_params:
-        for name, value in params.items():
-            seen.setdefault(name, set()).add(repr(value))
+        for name, values in seen.items():
+            values.add(repr(params.get(name, "<unset>")))
     names = [name for name, values in seen.items() if len(values) > 1 or len(all_params) == 1]
     tails = [name.rpartition("__")[2] for name in names]
     return {name: tail if tails.count(tail) == 1 else name for name, tail in zip(names, tails)}
