@@ -11,6 +11,15 @@ _EPILOG = """examples:
   python -m gridsearch run conf/search.yaml --set cv.folds=5 --set data.rows=20000
   python -m gridsearch run conf/search.yaml --scheduler tcp://127.0.0.1:8786
   python -m gridsearch run conf/search.yaml --dry-run
+  python -m gridsearch run --resume runs/<search id>
+"""
+_MORE = """  python -m gridsearch top runs
+  python -m gridsearch show runs <candidate id prefix>
+  python -m gridsearch export runs/<search id> --to results.parquet
+  python -m gridsearch promote runs/<search id> --top 3
+  python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv
+  python -m gridsearch registry --csv promoted.csv
+  python -m gridsearch cache info
 """
 
 
@@ -19,18 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m gridsearch",
         description="Grid search for scikit-learn pipelines on Dask: each distinct preprocessing runs once, "
         "every fit is appended to a run log, results come back as scikit-learn's cv_results_.",
-        epilog=_EPILOG,
+        epilog=_EPILOG + _MORE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser(
+    run = _command(
+        commands,
         "run",
         help="validate a search config, run every (candidate, fold) fit on Dask, print the leaderboard",
         description="Validate the config (keys, step__param names, data) before any work, then fit every "
         "(candidate, fold) on a Dask cluster, appending each result to the run log <log>/<search id>/. "
         "Rerunning the same search skips the fits its log already holds.",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("config", nargs="?", help="search YAML, e.g. conf/search.yaml")
     run.add_argument("--resume", metavar="LOG", help="run again the search of this log directory (runs/<search id>) with the config it keeps")
@@ -52,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(commands)
     _add_registry(commands)
     return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, **texts: str) -> argparse.ArgumentParser:
+    """A subcommand whose description and examples keep their line breaks."""
+    return commands.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **texts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,13 +110,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_cache(commands: argparse._SubParsersAction) -> None:
-    cache = commands.add_parser(
+    cache = _command(
+        commands,
         "cache",
         help="show or clear the memo of raw pipeline stages shared by searches",
         description="The memo (joblib Memory) holds fitted raw stages, such as the geohash branch, per data, fold "
         "and parameters, so later searches on the same data load them instead of recomputing.",
         epilog="examples:\n  python -m gridsearch cache info\n  python -m gridsearch cache clear --dir /shared/cache",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cache.add_argument("action", choices=["info", "clear"], help="info: entries, size and hits; clear: delete every entry")
     cache.add_argument("--dir", default="cache", help="the memo directory, the config's cache.dir (default: cache)")
@@ -120,7 +134,8 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _add_top(commands: argparse._SubParsersAction) -> None:
-    top = commands.add_parser(
+    top = _command(
+        commands,
         "top",
         help="leaderboard of a search's run log, or of every search under a log root",
         description="Rank the candidates recorded in a run log by their mean cross-validated score, as "
@@ -128,7 +143,6 @@ def _add_top(commands: argparse._SubParsersAction) -> None:
         "then all its searches are ranked together. Works while a search is still running.",
         epilog="examples:\n  python -m gridsearch top runs\n  python -m gridsearch top runs/3f2a9c1d0e4b5a67 -n 20 --metric r2\n"
         "  python -m gridsearch top runs --json | jq '.rows[0].params'",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     top.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
     top.add_argument("-n", type=int, default=10, metavar="N", help="rows to show (default: 10)")
@@ -146,14 +160,14 @@ def _top(args: argparse.Namespace) -> int:
 
 
 def _add_show(commands: argparse._SubParsersAction) -> None:
-    show = commands.add_parser(
+    show = _command(
+        commands,
         "show",
         help="one candidate in full: params, scores, every fold, errors with tracebacks, warnings",
         description="Print everything the run log holds about one candidate: its params, mean scores and rank, "
         "one row per fold (status, scores, times, worker), errors with their tracebacks, and warnings. "
         "CANDIDATE may be any unique prefix of the id, as in git.",
         epilog="examples:\n  python -m gridsearch show runs 3f2a\n  python -m gridsearch show runs/9a8b7c6d5e4f3a2b 3f2a9c1d --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     show.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
     show.add_argument("candidate", metavar="CANDIDATE", help="a candidate id or a unique prefix of one (see 'top')")
@@ -170,7 +184,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser(
+    export = _command(
+        commands,
         "export",
         help="write the cv_results table (or every raw record) to Parquet or CSV",
         description="Write scikit-learn's cv_results_ table of a run log, one row per candidate, or with "
@@ -178,7 +193,6 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
         "(.parquet, .csv, .csv.gz). Over a log root the searches are stacked with their search_id.",
         epilog="examples:\n  python -m gridsearch export runs/3f2a9c1d0e4b5a67 --to results.parquet\n"
         "  python -m gridsearch export runs --to records.csv --records",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
     export.add_argument("--to", required=True, metavar="FILE", help="output file: .parquet, .csv or .csv.gz")
@@ -196,7 +210,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _add_promote(commands: argparse._SubParsersAction) -> None:
-    promote = commands.add_parser(
+    promote = _command(
+        commands,
         "promote",
         help="refit the best (or chosen) candidates of a search and log them to MLflow as registered models",
         description="Refit each chosen candidate with the production pipeline on the search's full training data, "
@@ -209,7 +224,6 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
         "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --candidate 9b1e --candidate 04c7\n"
         "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --tracking-uri http://127.0.0.1:5000\n"
         "  mlflow ui   # then open the experiment named after the model",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     promote.add_argument("log", metavar="LOG", help="a search's run log directory, runs/<search id>")
     which = promote.add_mutually_exclusive_group()
@@ -231,7 +245,8 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
-    predict = commands.add_parser(
+    predict = _command(
+        commands,
         "predict",
         help="predict a CSV or Parquet file with a model from the MLflow registry",
         description="Load a registered model (by alias or version) or a run's model, check that the input has the "
@@ -241,7 +256,6 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         epilog="examples:\n  python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv\n"
         "  python -m gridsearch predict --model models:/taxifare/3 --input test.parquet --output preds.parquet --keep key\n"
         "  python -m gridsearch predict --model runs:/<run id>/model --input new.csv --output preds.csv",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     predict.add_argument("--model", required=True, metavar="URI",
                          help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
@@ -262,7 +276,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _add_registry(commands: argparse._SubParsersAction) -> None:
-    registry = commands.add_parser(
+    registry = _command(
+        commands,
         "registry",
         help="list the promoted runs in MLflow with their scores and tags, or export them as CSV",
         description="One row per promoted run (a run with a registered model version): model, version, aliases, "
@@ -270,7 +285,6 @@ def _add_registry(commands: argparse._SubParsersAction) -> None:
         "across searches. --csv writes every metric, tag and param.",
         epilog="examples:\n  python -m gridsearch registry\n  python -m gridsearch registry --model taxifare --csv promoted.csv\n"
         "  python -m gridsearch registry --search 3f2a9c1d0e4b5a67 --tracking-uri http://127.0.0.1:5000",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     registry.add_argument("--model", metavar="NAME", help="only this registered model (default: all)")
     registry.add_argument("--search", metavar="ID", help="only runs promoted from this search id")
