@@ -11,7 +11,6 @@ explicit pip requirements, a registered version) takes 0.2-0.3 s against a local
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -19,8 +18,6 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +25,17 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from kampai.errors import RegistryError
+from kampai.errors import RegistryError, one_line
+from kampai.packaging import flatten_params, pip_requirements, skops_trusted_types
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"
 MODEL_NAME_TAG = "kampai.model_name"
 MODEL_VERSION_TAG = "kampai.model_version"
 # Modules a pickled-free skops model needs at inference, besides those of its estimators.
-_INFERENCE_MODULES = ("numpy", "pandas", "scipy", "sklearn", "skops")
 # An unreachable server must fail in seconds, not after MLflow's 7 retries with backoff (~4 min).
 _PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 _QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _PARAMS_PER_BATCH = 100  # MLflow's limit on params (and tags) per log_batch
 
 
@@ -131,7 +127,7 @@ class LoadedModel:
         try:
             return np.asarray(self.pyfunc.predict(X))
         except Exception as exc:  # noqa: BLE001 - MLflow schema errors and the model's own errors alike, in one line
-            raise RegistryError(f"model {self.uri} cannot predict this input: {_reason(exc)}") from None
+            raise RegistryError(f"model {self.uri} cannot predict this input: {one_line(exc)}") from None
 
 
 class Store:
@@ -189,7 +185,7 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - whatever failed (store, model, registry), undo and report in one line
             if run_id is not None:
                 self._discard(run_id, model_name, delete_model=new_model)
-            raise RegistryError(f"could not log {run.name} to {self.uri}: {_reason(exc)} (nothing was kept)") from None
+            raise RegistryError(f"could not log {run.name} to {self.uri}: {one_line(exc)} (nothing was kept)") from None
         logged = self.client.get_run(run_id)
         return RegisteredRun(run_id, model_name, str(version), True, dict(logged.data.metrics), dict(logged.data.tags),
                              time.perf_counter() - started, log_model_seconds)
@@ -212,7 +208,7 @@ class Store:
         try:
             self.client.set_registered_model_alias(model_name, alias, version)
         except Exception as exc:  # noqa: BLE001 - a store error of any kind, in one line
-            raise RegistryError(f"could not set alias {alias!r} of model {model_name} in {self.uri}: {_reason(exc)}") from None
+            raise RegistryError(f"could not set alias {alias!r} of model {model_name} in {self.uri}: {one_line(exc)}") from None
         return version
 
     def promoted_runs(self, model_name: str | None = None, where: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -333,7 +329,7 @@ def open_store(tracking_uri: str | None = None, create: bool = True) -> Store:
             store = Store(uri)
             store.client.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - requests, SQLAlchemy and MLflow errors alike mean unreachable
-        raise RegistryError(f"cannot reach the MLflow tracking store {uri}: {_reason(exc)} "
+        raise RegistryError(f"cannot reach the MLflow tracking store {uri}: {one_line(exc)} "
                             "(start the server, or fix MLFLOW_TRACKING_URI / registry.tracking_uri)") from None
     return store
 
@@ -358,69 +354,10 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> LoadedModel:
         with _tracking(store.uri, _QUIET_ENV):
             pyfunc = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # noqa: BLE001 - unknown model, alias, artifact or loader error, in one line
-        raise RegistryError(f"cannot load model {model_uri} from {store.uri}: {_reason(exc)}") from None
+        raise RegistryError(f"cannot load model {model_uri} from {store.uri}: {one_line(exc)}") from None
     schema = pyfunc.metadata.get_input_schema()
     inputs = tuple((spec.name, spec.type.name, spec.required) for spec in schema.inputs) if schema else ()
     return LoadedModel(model_uri, pyfunc, inputs, dict(pyfunc.metadata.metadata or {}))
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``step__param`` values as MLflow params: estimators by class name, nested mappings flattened.
-
-    ``{"model": Ridge(), "model__alpha": 1.0, "w": {"a": 1}}`` gives
-    ``{"model": "Ridge", "model__alpha": "1.0", "w__a": "1"}``; lists become JSON with
-    estimators by class name (``steps``: ``[["features", "ColumnTransformer"], ...]``).
-    """
-    flat: dict[str, str] = {}
-    for name, value in params.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten_params(value, f"{key}__"))
-            continue
-        plain = _plain(value)
-        text = plain if isinstance(plain, str) else str(plain) if not isinstance(plain, (list, dict)) else json.dumps(plain, default=str)
-        flat[key] = text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
-    return flat
-
-
-def pip_requirements(model: BaseEstimator) -> list[str]:
-    """Pinned requirements to load and run ``model``: the installed versions of its estimators' packages.
-
-    Explicit requirements make ``log_model`` take 0.1 s instead of 4.5-7.5 s of inference.
-    """
-    modules = {type(model).__module__, *_INFERENCE_MODULES}
-    if hasattr(model, "get_params"):
-        modules |= {type(value).__module__ for value in model.get_params(deep=True).values() if hasattr(value, "get_params")}
-    requirements = set()
-    for top in {module.partition(".")[0] for module in modules}:
-        for distribution in _distributions().get(top, []):
-            requirements.add(f"{distribution}=={metadata.version(distribution)}")
-    return sorted(requirements)
-
-
-def skops_trusted_types(model: BaseEstimator, example: pd.DataFrame) -> list[str]:
-    """The types skops must be told to trust to load ``model``, after checking a round trip.
-
-    skops (MLflow's default format) rebuilds only types it trusts; ours (e.g.
-    ``kampai.transformers.Geohash``) are listed here and stored in the MLmodel file.
-
-    Raises
-    ------
-    RegistryError
-        If skops cannot save the model, or the loaded copy predicts differently on ``example``.
-    """
-    import skops.io
-
-    try:
-        data = skops.io.dumps(model)
-        trusted = skops.io.get_untrusted_types(data=data)
-        same = np.array_equal(np.asarray(skops.io.loads(data, trusted=trusted).predict(example)),
-                              np.asarray(model.predict(example)), equal_nan=True)
-    except Exception as exc:  # noqa: BLE001 - skops raises many kinds for objects it cannot handle
-        raise RegistryError(f"cannot save {type(model).__name__} with skops: {_reason(exc)}") from None
-    if not same:
-        raise RegistryError(f"{type(model).__name__} predicts differently after a skops save and load; not logged")
-    return trusted
 
 
 def _log_sklearn_model(run: ModelRun, trusted: list[str]) -> Any:
@@ -445,26 +382,6 @@ def _log_sklearn_model(run: ModelRun, trusted: list[str]) -> Any:
             skops_trusted_types=trusted,
             metadata=dict(run.metadata),
         )
-
-
-@cache
-def _distributions() -> Mapping[str, list[str]]:
-    return metadata.packages_distributions()
-
-
-def _plain(value: Any) -> Any:
-    """JSON-able form of a parameter value: estimators by class name, classes and functions by path."""
-    if hasattr(value, "get_params") and not isinstance(value, type):
-        return type(value).__name__
-    if isinstance(value, type) or callable(value):
-        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}".lstrip(".")
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _tag_conditions(tags: Mapping[str, str]) -> list[str]:
@@ -507,15 +424,6 @@ def _registered(run: Any, model_name: str) -> RegisteredRun:
 
 def _version_key(value: Any) -> Any:
     return int(value) if isinstance(value, str) and value.isdigit() else value
-
-
-def _reason(exc: BaseException) -> str:
-    """One line naming the cause; connection failures shortened to what happened."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for cause in ("Connection refused", "Name or service not known", "timed out", "unable to open database file"):
-        if cause in text:
-            return cause.lower() if cause != "Connection refused" else "connection refused"
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 @contextmanager
@@ -563,11 +471,8 @@ __all__ = [
     "ModelRun",
     "RegisteredRun",
     "Store",
-    "flatten_params",
     "load_model",
     "open_store",
-    "pip_requirements",
     "promoted_runs",
     "resolve_tracking_uri",
-    "skops_trusted_types",
 ]

@@ -13,18 +13,9 @@ from sklearn.preprocessing import StandardScaler
 
 from kampai.data import load_dataset
 from kampai.errors import RegistryError
+from kampai.packaging import flatten_params, pip_requirements, skops_trusted_types
 from kampai.pipeline import taxifare_pipeline
-from kampai.registry import (
-    MODEL_VERSION_TAG,
-    ModelRun,
-    flatten_params,
-    load_model,
-    open_store,
-    pip_requirements,
-    promoted_runs,
-    resolve_tracking_uri,
-    skops_trusted_types,
-)
+from kampai.registry import MODEL_VERSION_TAG, ModelRun, load_model, open_store, promoted_runs, resolve_tracking_uri
 
 OUR_TYPES = ["kampai.transformers.Geohash", "kampai.transformers.HaversineDistance", "kampai.transformers.TimeFeatures"]
 
