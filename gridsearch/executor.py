@@ -104,12 +104,20 @@ class StageReport:
 
 @dataclass
 class _FitCosts:
-    """Running estimate of seconds per fit family, per (prefix group, final estimator)."""
+    """Running estimate of seconds per fit family, per (prefix group, final estimator).
+
+    A pair not seen yet borrows the estimate of its estimator in other groups, so a new
+    group of a known model starts with full-size batches.
+    """
 
     seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    by_kind: dict[str, float] = field(default_factory=dict)
+
+    def estimate(self, key: tuple[str, str]) -> float | None:
+        return self.seconds.get(key, self.by_kind.get(key[1]))
 
     def batch_size(self, key: tuple[str, str]) -> int:
-        per_fit = self.seconds.get(key)
+        per_fit = self.estimate(key)
         if per_fit is None:
             return 1
         return max(1, min(MAX_BATCH, int(TARGET_TASK_SECONDS / max(per_fit, 1e-6))))
@@ -120,6 +128,7 @@ class _FitCosts:
             mean = spent / families
             previous = self.seconds.get(key)
             self.seconds[key] = mean if previous is None else 0.5 * previous + 0.5 * mean
+            self.by_kind[key[1]] = self.seconds[key]
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,10 @@ def _submissions(client: Client, data: Future, work: SearchWork, pending: Callab
         for block_start in range(0, len(group.candidates), BLOCK):
             block = group.candidates[block_start : block_start + BLOCK]
             for fold in range(work.plan.folds):
-                for kind, families in _pending_families(work.pipeline, block, fold, pending, final_step).items():
+                pending_kinds = _pending_families(work.pipeline, block, fold, pending, final_step)
+                # The costliest kinds first (unknown ones count as costly), so the search ends on short fits.
+                ordered = sorted(pending_kinds.items(), key=lambda item: -(costs.estimate((group.id, item[0])) or float("inf")))
+                for kind, families in ordered:
                     if fold not in preps:
                         stage_futures = yield from stages.submit(index, group, fold)
                         preps[fold] = client.submit(prepare, data, fold, work.pipeline, group.params, stage_futures,

@@ -11,7 +11,8 @@ import importlib.metadata
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,12 @@ def _compatible(package: str, mine: str, theirs: str) -> bool:
     return mine == theirs
 
 
+@cache
+def _installed_packages() -> Mapping[str, list[str]]:
+    """Top-level module → distributions; scanning them costs ~0.3 s, so once per process."""
+    return importlib.metadata.packages_distributions()
+
+
 def _version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)
@@ -68,7 +75,7 @@ def _version(distribution: str) -> str:
 def user_modules(pipeline: BaseEstimator, params: Iterable[Any], factory: str | None) -> set[str]:
     """Modules of the pipeline's classes, swapped-in estimators and factory that no installed
     distribution provides: the user's own code, which workers may not be able to import."""
-    installed = importlib.metadata.packages_distributions()
+    installed = _installed_packages()
     estimators = [pipeline, *(value for value in pipeline.get_params(deep=True).values() if hasattr(value, "get_params"))]
     names = {type(estimator).__module__ for estimator in estimators}
     names |= {value.rpartition(".")[0] for value in params if isinstance(value, str) and "." in value}
