@@ -181,7 +181,10 @@ def test_image_installs_the_project_as_make_run_and_make_test_do(instructions):
     assert env["PATH"].startswith(f"{venv}/bin:")
 
     def recipe(target: str) -> list[str]:
-        done = subprocess.run(["make", "-n", "-B", target, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, check=True)
+        # Outside any calling make (as under `make test`), whose MAKEFLAGS/MAKELEVEL would add "Entering directory" lines.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        done = subprocess.run(["make", "--no-print-directory", "-n", "-B", target, f"VENV={venv}"], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=True)
         return done.stdout.splitlines()
 
     install = recipe("install")
