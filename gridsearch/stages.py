@@ -86,6 +86,10 @@ class Precomputed(TransformerMixin, BaseEstimator):
     def __init__(self, output: StageOutput) -> None:
         self.output = output
 
+    def __sklearn_is_fitted__(self) -> bool:
+        """Always fitted: it stands in for a stage fitted elsewhere."""
+        return True
+
     def fit(self, X: Any, y: Any = None) -> Self:
         self._check(X, self.output.train)
         return self

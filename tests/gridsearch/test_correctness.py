@@ -115,3 +115,22 @@ def test_forests_and_boosting_share_one_fit_along_n_estimators_with_identical_sc
     assert len(shared) == 3 * (2 * 2 + 1)  # per fold: 2 smaller forests for each depth, 1 smaller boosting
     assert (shared["fit_time"] == 0).all()
     assert set(shared["shared_fit"]) <= set(log.loc[log["shared_fit"].isna(), "candidate_id"])
+
+
+def test_scores_equal_gridsearchcv_when_the_first_step_is_not_a_column_transformer(write_config, tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    data = tmp_path / "numeric.csv"
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": X @ [1.0, -1.0, 0.5] + rng.normal(size=300)}).to_csv(data, index=False)
+    path = write_config(data={"source": str(data), "target": "y"}, scoring=SCORING,
+                        pipeline={"steps": [{"name": "scale", "estimator": "sklearn.preprocessing.StandardScaler"},
+                                            {"name": "model", "estimator": "sklearn.linear_model.Ridge"}]},
+                        search={"params": {"scale__with_mean": [True, False], "model__alpha": [0.1, 10.0]}})
+    search = gridsearch.prepare_search(path)
+    result = gridsearch.run(path, progress=False)
+    assert result.n_errors == 0
+    reference = GridSearchCV(search.pipeline, {"scale__with_mean": [True, False], "model__alpha": [0.1, 10.0]}, scoring=SCORING,
+                             cv=list(search.dataset.folds), refit=False).fit(search.dataset.X, search.dataset.y)
+    np.testing.assert_allclose(result.cv_results["mean_test_r2"], reference.cv_results_["mean_test_r2"], rtol=0, atol=1e-9)
