@@ -1,6 +1,6 @@
 """The taxifare grid, side by side in one run: our engine cold and warm vs scikit-learn and dask-ml.
 
-    python bench/bench_search.py [--rows 50000] [--quick] [--repeat N] [--profile DIR]
+    python bench/bench_search.py [--rows 50000] [--quick] [--repeat N] [--stages all|A,B] [--profile DIR]
 
 48 candidates x 3 folds: geohash precision {5, 6} x (Ridge with 20 alphas; RandomForest
 n_estimators {5, 10} x max_depth {4, 8}, random_state 0). Every method gets the engine's
@@ -17,19 +17,20 @@ our engine. Cluster start-up is outside every timing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from common import Timing, busy_line, cache_form, cache_section, load_average, local_cluster, machine, timed, write_config
+from common import Timing, busy_line, cache_form, cache_section, code, load_average, local_cluster, machine, timed, write_config
 
 SCORING = ["neg_root_mean_squared_error", "r2"]
 FOLDS = 3
@@ -50,7 +51,6 @@ GRIDS: list[dict[str, list[Any]]] = [
         "model__n_jobs": [1],
     },
 ]
-CACHED_STAGES = ["features__geohash"]
 REFERENCE = "GridSearchCV(n_jobs=2)"
 
 
@@ -58,16 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     rows = 10_000 if args.quick and args.rows is None else args.rows or 50_000
     print(f"machine: {machine()}")
-    print(f"config cache form accepted now: {cache_form()}")
+    print(f"code: {code()}; config cache form accepted now: {cache_form()}; memoised stages: {args.stages}")
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp, local_cluster() as client:
         root = Path(tmp)
         address = client.scheduler.address
-        config = _config(rows, address, root / "cache-probe", root / "runs-probe")
+        config = _config(rows, address, root / "cache-probe", root / "runs-probe", args.stages)
         prepared = _prepare(root, config)
         dataset = prepared.dataset
         print(f"data: {len(dataset.X)} rows after cleaning (data.rows={rows}), {prepared.plan.summary()}")
         timings = {name: Timing() for name in (REFERENCE, "GridSearchCV + Pipeline(memory)", "ours, cold", "ours, warm", "dask-ml GridSearchCV")}
-        streams: dict[str, list[Any]] = {}
+        streams: dict[str, list[list[Any]]] = {}
         dask_ml = _import_dask_ml()
         if isinstance(dask_ml, str):
             timings["dask-ml GridSearchCV"].error = dask_ml
@@ -76,13 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             timed(partial(_sklearn, prepared, n_jobs=2, memory=root / f"joblib-{repeat}"), timings["GridSearchCV + Pipeline(memory)"])
             cache = root / f"cache-{repeat}"
             for name, log in (("ours, cold", f"runs-{repeat}-cold"), ("ours, warm", f"runs-{repeat}-warm")):
-                path = write_config(root / f"{repeat}-{log}", _config(rows, address, cache, root / log))
+                path = write_config(root / f"{repeat}-{log}", _config(rows, address, cache, root / log, args.stages))
                 with _observed(client, args.profile, name, streams):
                     timed(partial(_ours, path), timings[name])
             with _observed(client, args.profile, "dask-ml GridSearchCV", streams):
                 timed(partial(_dask_ml, dask_ml, prepared, client), timings["dask-ml GridSearchCV"])
         print(f"\nload average after the runs: {load_average()}")
-        _report(timings, streams, prepared)
+        _report(timings, streams)
     return 0
 
 
@@ -91,12 +91,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=None, help="synthetic rows generated before cleaning (default 50000, 10000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="10 000 rows: a check that everything runs, not a measurement")
     parser.add_argument("--repeat", type=int, default=1, help="run each method N times and report the median (default 1)")
+    parser.add_argument("--stages", type=_stages, default=["features__geohash"], metavar="all|A,B",
+                        help="raw stages our engine memoises in its cache: 'all' or a comma-separated list (default features__geohash)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="write a Dask performance report (HTML) per Dask method into DIR")
     return parser.parse_args(argv)
 
 
-def _config(rows: int, address: str, cache: Path, log: Path) -> dict[str, Any]:
+def _stages(text: str) -> list[str] | str:
+    return "all" if text == "all" else [stage.strip() for stage in text.split(",") if stage.strip()]
+
+
+def _config(rows: int, address: str, cache: Path, log: Path, stages: list[str] | str) -> dict[str, Any]:
     return {
         "data": {"source": "synthetic-taxifare", "target": "fare_amount", "rows": rows, "seed": 0, "clean": True},
         "pipeline": {"factory": "kampai.pipeline:taxifare_pipeline"},
@@ -104,7 +110,7 @@ def _config(rows: int, address: str, cache: Path, log: Path) -> dict[str, Any]:
         "cv": {"folds": FOLDS, "shuffle": True, "seed": 0},
         "scoring": SCORING,
         "cluster": {"address": address},
-        "cache": cache_section(cache, CACHED_STAGES),
+        "cache": cache_section(cache, stages),
         "log": str(log),
     }
 
@@ -118,13 +124,13 @@ def _prepare(root: Path, config: Mapping[str, Any]) -> Any:
     return prepared
 
 
-def _ours(path: Path) -> pd.DataFrame:
+def _ours(path: Path) -> Any:
     import gridsearch
 
     result = gridsearch.run(path, progress=False)
     if result.n_resumed:
         raise RuntimeError(f"{result.n_resumed} fits resumed from an earlier log; warm must not resume")
-    return result.cv_results
+    return result
 
 
 def _estimator_grids() -> list[dict[str, list[Any]]]:
@@ -165,29 +171,19 @@ def _dask_ml(grid_search_cv: Any, prepared: Any, client: Any) -> dict[str, Any]:
     return search.fit(prepared.dataset.X, prepared.dataset.y).cv_results_
 
 
-class _observed:
-    """Record the task stream of a Dask method (and a performance report with ``--profile``)."""
+@contextlib.contextmanager
+def _observed(client: Any, profile: Path | None, name: str, streams: dict[str, list[list[Any]]]) -> Iterator[None]:
+    """Record the task stream of a Dask method into ``streams[name]`` (and a performance report with ``--profile``)."""
+    from distributed import get_task_stream, performance_report
 
-    def __init__(self, client: Any, profile: Path | None, name: str, streams: dict[str, list[Any]]) -> None:
-        self._client, self._profile, self._name, self._streams = client, profile, name, streams
-
-    def __enter__(self) -> None:
-        from distributed import get_task_stream, performance_report
-
-        self._stream = get_task_stream(self._client)
-        self._stream.__enter__()
-        self._report = None
-        if self._profile is not None:
-            self._profile.mkdir(parents=True, exist_ok=True)
-            slug = "".join(c if c.isalnum() else "-" for c in self._name).strip("-")
-            self._report = performance_report(filename=str(self._profile / f"{slug}.html"))
-            self._report.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._report is not None:
-            self._report.__exit__(*exc)
-        self._stream.__exit__(*exc)
-        self._streams[self._name] = list(self._stream.data)
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(get_task_stream(client))
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+            stack.enter_context(performance_report(filename=str(profile / f"{slug}.html")))
+        yield
+    streams.setdefault(name, []).append(list(stream.data))
 
 
 def _key(params: Mapping[str, Any]) -> str:
@@ -202,6 +198,12 @@ def _key(params: Mapping[str, Any]) -> str:
     return repr(sorted((name, plain(value)) for name, value in params.items()))
 
 
+def _as_dict(value: Any) -> Mapping[str, Any]:
+    """``cv_results_`` of any method as a mapping (ours: a SearchResult whose table is a DataFrame)."""
+    table = getattr(value, "cv_results", value)
+    return {c: table[c] for c in table.columns} if isinstance(table, pd.DataFrame) else table
+
+
 def _scores(results: Mapping[str, Any]) -> pd.DataFrame:
     """Split and mean test scores per candidate, indexed by :func:`_key`."""
     columns = [f"{kind}_test_{s}" for s in SCORING for kind in (*(f"split{k}" for k in range(FOLDS)), "mean")]
@@ -213,37 +215,43 @@ def _best(results: Mapping[str, Any]) -> str:
     return _key(list(results["params"])[int(np.argmin(np.asarray(results[f"rank_test_{SCORING[0]}"])))])
 
 
-def _report(timings: dict[str, Timing], streams: dict[str, list[Any]], prepared: Any) -> None:
+def _report(timings: dict[str, Timing], streams: dict[str, list[list[Any]]]) -> None:
     reference = timings[REFERENCE]
-    ref_scores = _scores(reference.value) if reference.value is not None else None
-    ref_best = _best(reference.value) if reference.value is not None else None
-    print(f"\n{'method':<34} {'wall s':>8} {'vs ' + REFERENCE:>30}  same best  max |score diff|  own cpu-s  other processes' cpu-s")
-    worst = 0.0
-    all_same = True
+    if not reference.values:
+        print(f"{REFERENCE} failed: {reference.error}")
+        return
+    ref_scores, ref_best = _scores(reference.values[0]), _best(reference.values[0])
+    print(f"\n{'method':<32} {'wall s':>7} {'vs ' + REFERENCE:>28}  same best  max |score diff|  own cpu-s  "
+          "each run: wall s (other processes' cpu-s)")
+    worst, all_same = 0.0, True
     for name, timing in timings.items():
         if timing.error is not None:
-            print(f"{name:<34} {'failed':>8}  {timing.error}")
+            print(f"{name:<32} {'failed':>7}  {timing.error}")
             continue
-        value = timing.value
-        results = {c: value[c] for c in value.columns} if isinstance(value, pd.DataFrame) else value
-        same = _best(results) == ref_best
-        scores = _scores(results)
-        if ref_scores is None or not scores.index.equals(ref_scores.index):
-            diff = float("nan")
-        else:
-            diff = float(np.nanmax(np.abs(scores.to_numpy() - ref_scores.to_numpy())))
-            worst = max(worst, diff)
+        same, diff = True, 0.0
+        for value in timing.values:  # every repeat is checked
+            results = _as_dict(value)
+            scores = _scores(results)
+            same = same and _best(results) == ref_best
+            diff = max(diff, float(np.nanmax(np.abs(scores.to_numpy() - ref_scores.to_numpy()))) if scores.index.equals(ref_scores.index) else np.inf)
+        worst = max(worst, diff)
         all_same = all_same and same and diff <= TOLERANCE
-        speedup = reference.median / timing.median
-        runs = f" (median of {len(timing.seconds)})" if len(timing.seconds) > 1 else ""
-        print(f"{name:<34} {timing.median:>8.1f} {speedup:>29.2f}x  {'yes' if same else 'NO':>9}  {diff:>16.1e}  "
-              f"{statistics.median(timing.own):>9.1f}  {max(timing.other):>6.1f}{runs}")
+        print(f"{name:<32} {timing.median:>7.1f} {reference.median / timing.median:>27.2f}x  {'yes' if same else 'NO':>9}  {diff:>16.1e}  "
+              f"{statistics.median(timing.own):>9.1f}  {timing.runs()}")
     print(f"\nbest candidate (all methods): {ref_best}" if all_same else "\nMISMATCH: see the table above")
-    print(f"max |score difference| over all candidates, folds and scorers: {worst:.1e} ({'<=' if worst <= TOLERANCE else '>'} {TOLERANCE:g})")
-    for name, stream in streams.items():
-        if timings[name].seconds:
-            print(f"{name}: {busy_line(stream, timings[name].seconds[-1])}")
-    _engine_work(timings["ours, cold"].value)
+    print(f"max |score difference| over all candidates, folds, scorers and runs: {worst:.1e} ({'<=' if worst <= TOLERANCE else '>'} {TOLERANCE:g})")
+    print("\nfrom the run of each Dask method with the least other load:")
+    for name, runs in streams.items():
+        timing = timings[name]
+        if timing.seconds and len(runs) == len(timing.seconds):
+            print(f"{name}: {busy_line(runs[timing.quietest], timing.seconds[timing.quietest])}")
+    for name in ("ours, cold", "ours, warm"):
+        memo = [f"{r.stages_computed} computed + {r.stages_from_memo} from the memo" for r in timings[name].values]
+        if memo:
+            print(f"{name}: raw stage tasks per run: {'; '.join(memo)}")
+    cold = timings["ours, cold"]
+    if cold.values:
+        _engine_work(cold.values[cold.quietest].cv_results)
     _targets(timings)
 
 

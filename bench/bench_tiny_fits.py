@@ -1,6 +1,6 @@
 """10 000 tiny fits (~5 ms each): how much of 2 cores our engine turns into fits.
 
-    python bench/bench_tiny_fits.py [--fits 10000] [--quick] [--scaler] [--sklearn] [--profile DIR]
+    python bench/bench_tiny_fits.py [--fits 10000] [--quick] [--repeat N] [--scaler] [--sklearn] [--profile DIR]
 
 A numeric CSV (2 000 rows, 10 features) in a temp dir, the declarative pipeline
 ``DecisionTreeRegressor(random_state=0)`` (``--scaler``: ``StandardScaler`` before it, a
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from common import N_WORKERS, OtherLoad, busy_line, cache_section, load_average, local_cluster, machine, task_totals, write_config
+from common import N_WORKERS, OtherLoad, busy_line, cache_section, code, load_average, local_cluster, machine, task_totals, write_config
 
 ROWS, FEATURES, FOLDS = 2_000, 10, 5
 SCORING = ["neg_root_mean_squared_error"]
@@ -45,45 +46,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     fits = 1_000 if args.quick and args.fits is None else args.fits or 10_000
     leaves = max(1, fits // (FOLDS * len(DEPTHS) * len(MAX_FEATURES)))
     print(f"machine: {machine()}")
+    print(f"code: {code()}")
     import gridsearch
 
     with tempfile.TemporaryDirectory(prefix="bench-tiny-") as tmp, local_cluster() as client:
         root = Path(tmp)
-        path = write_config(root, _config(_write_data(root / "numeric.csv"), leaves, client.scheduler.address, root, args.scaler))
+        data = _write_data(root / "numeric.csv")
+        path = write_config(root, _config(data, leaves, client.scheduler.address, root / "runs-0", args.scaler))
         prepared = gridsearch.prepare_search(path)
         print(f"{prepared.plan.summary()}")
-
-        with OtherLoad() as other:
-            single = _single_core(prepared)
-        print(f"single core, in this process: {len(single.times)} fits, sum {single.total:.1f} s CPU ({sum(single.times):.1f} s wall), "
-              f"median {np.median(single.cpu) * 1000:.1f} ms (fit + score); fold slicing and prefix {single.prep:.2f} s; "
-              f"other processes meanwhile: {other}")
-
-        from distributed import get_task_stream, performance_report
-
-        report = performance_report(filename=str(args.profile / "tiny-fits-ours.html")) if args.profile else contextlib.nullcontext()
-        if args.profile:
-            args.profile.mkdir(parents=True, exist_ok=True)
-        with get_task_stream(client) as stream, report, OtherLoad() as other:
-            start = time.perf_counter()
-            result = gridsearch.run(path, progress=False)
-            wall = time.perf_counter() - start
-        records = stream.data
-        print(f"our run: other processes meanwhile: {other}")
+        efficiencies = []
+        for repeat in range(args.repeat):
+            # A new log dir per repeat: the same log would resume and skip every fit.
+            path = write_config(root, _config(data, leaves, client.scheduler.address, root / f"runs-{repeat}", args.scaler))
+            with OtherLoad() as other:
+                single = _single_core(prepared)
+            print(f"\nrun {repeat + 1}: single core, in this process: {len(single.times)} fits, sum {single.total:.1f} s CPU "
+                  f"({sum(single.times):.1f} s wall), median {np.median(single.cpu) * 1000:.1f} ms (fit + score); "
+                  f"fold slicing and prefix {single.prep:.2f} s; other processes meanwhile: {other}")
+            result, wall, records, other = _ours(client, path, args.profile if repeat == 0 else None)
+            efficiencies.append((single.total + single.prep) / N_WORKERS / wall)
+            print(f"run {repeat + 1}: ours {wall:.1f} s, efficiency {efficiencies[-1]:.2f}; other processes meanwhile: {other}")
         sk_wall = None
         if args.sklearn:
             with OtherLoad() as other:
                 sk_wall = _sklearn(prepared)
             print(f"GridSearchCV run: other processes meanwhile: {other}")
         print(f"load average after the runs: {load_average()}\n")
+        print(f"details of run {args.repeat}:")
         _report(result, single, wall, records, sk_wall)
+        if args.repeat > 1:
+            median = statistics.median(efficiencies)
+            print(f"efficiency over {args.repeat} runs: {', '.join(f'{e:.2f}' for e in efficiencies)}; median {median:.2f} "
+                  f"({'met' if median >= TARGET_EFFICIENCY else 'NOT met'})")
     return 0
+
+
+def _ours(client: Any, path: Path, profile: Path | None) -> tuple[Any, float, list[Any], OtherLoad]:
+    """``gridsearch.run`` with the task stream recorded (and a performance report into ``profile``)."""
+    from distributed import get_task_stream, performance_report
+
+    import gridsearch
+
+    if profile:
+        profile.mkdir(parents=True, exist_ok=True)
+    report = performance_report(filename=str(profile / "tiny-fits-ours.html")) if profile else contextlib.nullcontext()
+    with get_task_stream(client) as stream, report, OtherLoad() as other:
+        start = time.perf_counter()
+        result = gridsearch.run(path, progress=False)
+        wall = time.perf_counter() - start
+    return result, wall, stream.data, other
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fits", type=int, default=None, help="(candidate, fold) fits (default 10000, 1000 with --quick)")
     parser.add_argument("--quick", action="store_true", help="1 000 fits: a check that everything runs, not a measurement")
+    parser.add_argument("--repeat", type=int, default=1, help="measure single core and our run N times, each pair back to back (default 1)")
     parser.add_argument("--scaler", action="store_true", help="put a StandardScaler before the tree: a prefix shared per fold")
     parser.add_argument("--sklearn", action="store_true",
                         help="also time GridSearchCV(n_jobs=2) on the same fits (slow: ~10 min at 10 000 fits with scikit-learn 1.9.1, see README)")
@@ -99,7 +118,7 @@ def _write_data(path: Path) -> Path:
     return path
 
 
-def _config(data: Path, leaves: int, address: str, root: Path, scaler: bool) -> dict[str, Any]:
+def _config(data: Path, leaves: int, address: str, log: Path, scaler: bool) -> dict[str, Any]:
     steps = [{"name": "model", "estimator": "sklearn.tree.DecisionTreeRegressor", "params": {"random_state": 0}}]
     if scaler:
         steps.insert(0, {"name": "scale", "estimator": "sklearn.preprocessing.StandardScaler"})
@@ -110,8 +129,8 @@ def _config(data: Path, leaves: int, address: str, root: Path, scaler: bool) -> 
         "cv": {"folds": FOLDS, "shuffle": True, "seed": 0},
         "scoring": SCORING,
         "cluster": {"address": address},
-        "cache": cache_section(root / "cache", stages=()),  # nothing worth memoising here
-        "log": str(root / "runs"),
+        "cache": cache_section(log.parent / "cache", stages=()),  # nothing worth memoising here
+        "log": str(log),
     }
 
 
@@ -199,6 +218,11 @@ def _report(result: Any, single: _SingleCore, wall: float, records: list[Any], s
     print(f"the same fits timed on the workers (run log fit_time + score_time): {logged:.1f} s "
           f"(efficiency with these: {(logged + single.prep) / N_WORKERS / wall:.2f})")
     print(f"max |score difference| vs the single-core fits: {diff:.1e}; errors: {result.n_errors}")
+    if result.n_errors:
+        import gridsearch
+
+        log = gridsearch.read_log(result.log_path)
+        print(f"  FIRST ENGINE ERROR: {log.loc[log['status'] != 'ok', 'error'].iloc[0]}")
     print(f"batching: {result.n_fits} fits in {fit_tasks} fit tasks ({result.n_fits / max(fit_tasks, 1):.0f} fits per task, "
           f"{fit_seconds / max(fit_tasks, 1) * 1000:.0f} ms of compute per task)")
     print(busy_line(records, wall))

@@ -21,7 +21,7 @@ import yaml
 N_WORKERS = 2
 
 
-def cache_section(cache_dir: Path, stages: Sequence[str] = ()) -> Any:
+def cache_section(cache_dir: Path, stages: Sequence[str] | str = ()) -> Any:
     """The ``cache`` entry of a search YAML: the ONE place to adapt when the config's cache key changes.
 
     The config accepts either a top-level string (a directory) or, after the rework,
@@ -34,7 +34,7 @@ def cache_section(cache_dir: Path, stages: Sequence[str] = ()) -> Any:
         fields = config._SCHEMA["cache"]
         section: dict[str, Any] = {"dir": str(cache_dir)}
         if "stages" in fields:
-            section["stages"] = list(stages)
+            section["stages"] = stages if isinstance(stages, str) else list(stages)  # "all" or a list
         return section
     return str(cache_dir)
 
@@ -84,17 +84,26 @@ def _import_on_worker() -> None:
 
 @dataclass
 class Timing:
-    """Wall seconds of the repeats of one method, and whatever the last repeat returned."""
+    """Per repeat of one method: wall seconds, our and other processes' CPU seconds, what it returned."""
 
     seconds: list[float] = field(default_factory=list)
     other: list[float] = field(default_factory=list)
     own: list[float] = field(default_factory=list)
-    value: Any = None
+    values: list[Any] = field(default_factory=list)
     error: str | None = None
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds) if self.seconds else float("nan")
+
+    @property
+    def quietest(self) -> int:
+        """Index of the repeat during which other processes used the least CPU."""
+        return min(range(len(self.other)), key=self.other.__getitem__)
+
+    def runs(self) -> str:
+        """Each repeat as ``wall s (other processes' cpu-s)``."""
+        return ", ".join(f"{wall:.1f} ({other:.0f})" for wall, other in zip(self.seconds, self.other))
 
 
 def timed(fn: Callable[[], Any], timing: Timing) -> None:
@@ -111,7 +120,7 @@ def timed(fn: Callable[[], Any], timing: Timing) -> None:
     timing.seconds.append(time.perf_counter() - start)
     timing.other.append(other.seconds)
     timing.own.append(other.own)
-    timing.value = value
+    timing.values.append(value)
 
 
 def task_totals(stream: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, float]]:
@@ -195,6 +204,18 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({model or platform.processor()}), Python {platform.python_version()}, "
         f"dask {dask.__version__}, scikit-learn {sklearn.__version__}; load average {load_average()}"
     )
+
+
+def code() -> str:
+    """The engine's code: git commit, whether the working tree differs, a hash of the sources on disk."""
+    try:
+        from kampai.provenance import code_version, source_hash
+
+        version = code_version()
+        dirty = " + uncommitted changes" if version.git_dirty else ""
+        return f"git {str(version.git_sha)[:10]}{dirty}, sources {source_hash()[:12]}"
+    except (ImportError, AttributeError, OSError) as exc:
+        return f"unknown ({exc})"
 
 
 def load_average() -> str:
