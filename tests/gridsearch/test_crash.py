@@ -22,9 +22,9 @@ import pytest
 from gridsearch.runlog import PART_GLOB, read_log
 
 REPO = Path(__file__).resolve().parents[2]
-# 2 x 80 candidates x 3 folds = 480 small fits; about 5 s of work on the shared cluster.
-CRASH_SPACE = {"features__geohash__encode__precision": [4, 5], "model__alpha": {"logspace": [-3, 3, 80]}}
-N_FITS = 2 * 80 * 3
+# 3 x 200 candidates x 3 folds = 1 800 small fits: enough that the kills land mid-search.
+CRASH_SPACE = {"features__geohash__encode__precision": [4, 5, 6], "model__alpha": {"logspace": [-3, 3, 200]}}
+N_FITS = 3 * 200 * 3
 KILL_SEEDS = [0, 1, 2, 3, 4]
 
 
