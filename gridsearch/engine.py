@@ -176,11 +176,12 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
             shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
             if shipped:
                 say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
+            params_json = {c.id: json.dumps(c.params, sort_keys=True) for c in search.candidates}  # once, not per batch
             tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
 
             def on_records(fold: int, records: Sequence[Mapping[str, Any]]) -> None:
                 with interrupts.deferred():
-                    log.append(_rows(search, fold, records))
+                    log.append(_rows(search, params_json, fold, records))
                 tracker.update(records)
                 _raise_if_required(search, fold, records)
 
@@ -317,10 +318,9 @@ def _metadata(search: PreparedSearch) -> dict[str, Any]:
     }
 
 
-def _rows(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _rows(search: PreparedSearch, params_json: Mapping[str, str], fold: int, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Worker records as run-log rows: search, params and provenance added."""
     version = code_version()
-    by_id = {c.id: c for c in search.candidates}
     failed_score = search.config.error_score if isinstance(search.config.error_score, float) else float("nan")
     rows = []
     for record in records:
@@ -329,7 +329,7 @@ def _rows(search: PreparedSearch, fold: int, records: Sequence[Mapping[str, Any]
         row.update({f"test_{name}": score for name, score in scores.items()})
         row.update(
             search_id=search.search_id,
-            params=json.dumps(by_id[record["candidate_id"]].params, sort_keys=True),
+            params=params_json[record["candidate_id"]],
             fold=fold,
             started=_timestamp(record["started"]),
             finished=_timestamp(record["finished"]),
