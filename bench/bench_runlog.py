@@ -3,7 +3,7 @@
     python bench/bench_runlog.py [--records 1000000] [--mlflow-runs 300] [--append 100000]
 
 Everything is measured in this one process, side by side, on records shaped like the
-engine's (``gridsearch.engine._rows``: ids, params JSON, two scores, times, worker,
+engine's (:class:`gridsearch.log.records.FitRecord`: ids, params JSON, two scores, times, worker,
 provenance):
 
 - **append, ours**: ``RunLog.append`` of batches of 10 and of 100 records, each batch
@@ -39,36 +39,34 @@ from typing import Any
 import pyarrow as pa
 from common import OtherLoad, machine
 
-from gridsearch import runlog
-from gridsearch.runlog import RunLog, log_schema, read_log
+from gridsearch.log import runlog
+from gridsearch.log.records import FitRecord, SearchMeta, Status
+from gridsearch.log.runlog import RunLog, read_log
 
 SCORING = ["neg_root_mean_squared_error", "r2"]
 LOAD_TARGET_SECONDS = 2.0
 LOAD_BATCH = 100
 
 
-def records(n: int, start: int = 0) -> Iterator[dict[str, Any]]:
-    """``n`` run-log rows as the engine appends them: 5 folds per candidate, varied values."""
-    template = dict.fromkeys(log_schema(SCORING).names)
-    now = datetime.now(UTC)
+def records(n: int, start: int = 0) -> Iterator[FitRecord]:
+    """``n`` run-log records as the engine appends them: 5 folds per candidate, varied values."""
+    now = datetime.now(UTC).timestamp()
     for i in range(start, start + n):
         candidate, fold = divmod(i, 5)
-        row = dict(template)
-        row.update(
+        yield FitRecord(
             search_id="3f2a9c1d0e4b5a67",
             candidate_id=f"{candidate * 2654435761 % 2**64:016x}",
             params=json.dumps({"features__geohash__encode__precision": 4 + candidate % 3, "model": "sklearn.linear_model.Ridge",
                                "model__alpha": 10 ** (-3 + (candidate % 30) / 5), "model__fit_intercept": candidate % 2 == 0},
                               sort_keys=True),
-            fold=fold, status="ok", test_neg_root_mean_squared_error=-4.2 - (i % 997) / 1e4, test_r2=0.7 + (i % 991) / 1e5,
+            fold=fold, status=Status.OK, scores={"neg_root_mean_squared_error": -4.2 - (i % 997) / 1e4, "r2": 0.7 + (i % 991) / 1e5},
             fit_time=0.004 + (i % 13) / 1e4, score_time=0.001, prep_time=0.05, worker=f"tcp://127.0.0.1:{40000 + i % 2}",
             started=now, finished=now, git_sha="2aeb877c0ffee0ddba11ad5eed0c0de5a1b2c3d4", git_dirty=False,
             package_version="0.1.0", data_fingerprint="0123456789abcdef",
         )
-        yield row
 
 
-def batches(n: int, size: int, start: int = 0) -> Iterator[list[dict[str, Any]]]:
+def batches(n: int, size: int, start: int = 0) -> Iterator[list[FitRecord]]:
     for offset in range(start, start + n, size):
         yield list(records(min(size, start + n - offset), offset))
 
@@ -86,7 +84,7 @@ def append_ours(directory: Path, n: int, size: int) -> tuple[float, float]:
 
     runlog._compact = timed_compact  # the part rewrites happen inside append (roll-over) and close
     try:
-        log = RunLog(directory, SCORING, {"search_id": "bench", "scoring": SCORING, "folds": 5})
+        log = RunLog(directory, SearchMeta("bench", tuple(SCORING), 5))
         start = time.perf_counter()
         for batch in ready:
             log.append(batch)
@@ -114,15 +112,16 @@ def append_mlflow(directory: Path, n: int) -> tuple[float, float, str] | str:
     rows = list(records(n))
     start = time.perf_counter()
     for row in rows:
-        stamp = int(row["finished"].timestamp() * 1000)
-        run = client.create_run(experiment, start_time=stamp, run_name=f"{row['candidate_id']}-{row['fold']}")
+        stamp = int(row.finished * 1000)
+        run = client.create_run(experiment, start_time=stamp, run_name=f"{row.candidate_id}-{row.fold}")
+        values = {**{f"test_{name}": score for name, score in row.scores.items()}, "fit_time": row.fit_time,
+                  "score_time": row.score_time, "prep_time": row.prep_time}
         client.log_batch(
             run.info.run_id,
-            metrics=[Metric(name, float(row[name]), stamp, 0)
-                     for name in ("test_neg_root_mean_squared_error", "test_r2", "fit_time", "score_time", "prep_time")],
-            params=[Param(name, str(value)) for name, value in json.loads(row["params"]).items()],
-            tags=[RunTag(name, str(row[name])) for name in ("search_id", "candidate_id", "fold", "status", "worker", "git_sha",
-                                                            "git_dirty", "package_version", "data_fingerprint")],
+            metrics=[Metric(name, float(value), stamp, 0) for name, value in values.items()],
+            params=[Param(name, str(value)) for name, value in json.loads(row.params).items()],
+            tags=[RunTag(name, str(getattr(row, name))) for name in ("search_id", "candidate_id", "fold", "status", "worker", "git_sha",
+                                                                     "git_dirty", "package_version", "data_fingerprint")],
         )
         client.set_terminated(run.info.run_id, end_time=stamp)
     return (time.perf_counter() - start) / n, created, mlflow.__version__
@@ -130,7 +129,7 @@ def append_mlflow(directory: Path, n: int) -> tuple[float, float, str] | str:
 
 def load(directory: Path, n: int) -> dict[str, Any]:
     """``read_log`` seconds for ``n`` records, with the writer open (as after a crash) and after close."""
-    log = RunLog(directory, SCORING, {"search_id": "bench", "scoring": SCORING, "folds": 5})
+    log = RunLog(directory, SearchMeta("bench", tuple(SCORING), 5))
     start = time.perf_counter()
     for batch in batches(n, LOAD_BATCH):
         log.append(batch)

@@ -28,7 +28,7 @@ def cache_section(cache_dir: Path, stages: Sequence[str] | str = ()) -> Any:
     a section ``cache: {dir: <path>, stages: [<pipeline step>, ...]}``. Which form is
     accepted is read from the config schema at run time.
     """
-    from gridsearch import config
+    from gridsearch.search import config
 
     if "cache" in config._SCHEMA:  # the section form
         fields = config._SCHEMA["cache"]
@@ -41,7 +41,7 @@ def cache_section(cache_dir: Path, stages: Sequence[str] | str = ()) -> Any:
 
 def cache_form() -> str:
     """Which ``cache`` form the config accepts right now, for the printed header."""
-    from gridsearch import config
+    from gridsearch.search import config
 
     if "cache" in config._SCHEMA:
         return f"section cache: {{{', '.join(sorted(config._SCHEMA['cache']))}}}"
@@ -78,7 +78,7 @@ def _import_on_worker() -> None:
     import sklearn.linear_model
     import sklearn.tree  # noqa: F401
 
-    import gridsearch.tasks  # noqa: F401
+    import gridsearch.execute.tasks  # noqa: F401
     import kampai.pipeline  # noqa: F401
 
 

@@ -12,22 +12,45 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "run": "gridsearch.engine",
-    "resume": "gridsearch.engine",
-    "prepare_search": "gridsearch.engine",
-    "SearchResult": "gridsearch.engine",
-    "PreparedSearch": "gridsearch.engine",
-    "load_config": "gridsearch.config",
-    "read_log": "gridsearch.runlog",
-    "top": "gridsearch.query",
-    "show": "gridsearch.query",
-    "export": "gridsearch.query",
+    "run": "gridsearch.execute.engine",
+    "resume": "gridsearch.execute.engine",
+    "prepare_search": "gridsearch.search.prepare",
+    "SearchResult": "gridsearch.execute.engine",
+    "PreparedSearch": "gridsearch.search.prepare",
+    "load_config": "gridsearch.search.config",
+    "read_log": "gridsearch.log.runlog",
+    "top": "gridsearch.log.query",
+    "show": "gridsearch.log.query",
+    "export": "gridsearch.log.query",
+    "promote": "gridsearch.registry.promote",
+    "predict": "gridsearch.registry.predict",
+    "registry_table": "gridsearch.registry.table",
+    "ArgumentError": "gridsearch.errors",
     "ConfigError": "gridsearch.errors",
     "GridsearchError": "gridsearch.errors",
     "CandidateFailed": "gridsearch.errors",
     "SearchInterrupted": "gridsearch.errors",
 }
-__all__ = ["CandidateFailed", "ConfigError", "GridsearchError", "PreparedSearch", "SearchInterrupted", "SearchResult", "export", "load_config", "prepare_search", "read_log", "resume", "run", "show", "top"]
+__all__ = [
+    "ArgumentError",
+    "CandidateFailed",
+    "ConfigError",
+    "GridsearchError",
+    "PreparedSearch",
+    "SearchInterrupted",
+    "SearchResult",
+    "export",
+    "load_config",
+    "predict",
+    "prepare_search",
+    "promote",
+    "read_log",
+    "registry_table",
+    "resume",
+    "run",
+    "show",
+    "top",
+]
 
 
 def __getattr__(name: str) -> Any:

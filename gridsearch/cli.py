@@ -23,6 +23,9 @@ _MORE = """  python -m gridsearch top runs
 """
 
 
+_OPTIONS = {"n": "-n", "candidates": "--candidate"}  # library parameter -> option, where not --name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gridsearch",
@@ -71,7 +74,7 @@ def _command(commands: argparse._SubParsersAction, name: str, **texts: str) -> a
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input)."""
     args = build_parser().parse_args(argv)
-    from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupted
+    from gridsearch.errors import ArgumentError, CandidateFailed, GridsearchError, SearchInterrupted
     from kampai.errors import KampaiError
 
     try:
@@ -79,18 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CandidateFailed as exc:
         print(f"{exc.traceback}\nerror: {exc}", file=sys.stderr)
         return 1
+    except ArgumentError as exc:
+        print(f"error: {_OPTIONS.get(exc.argument, '--' + exc.argument.replace('_', '-'))}: {exc.problem}", file=sys.stderr)
+        return 2
     except (GridsearchError, KampaiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SearchInterrupted as exc:
-        print(f"\n{exc}", file=sys.stderr)
+        print(f"\ninterrupted; every finished fit is in {exc.log_path}. Resume with: python -m gridsearch run --resume {exc.log_path}",
+              file=sys.stderr)
         return 130
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gridsearch.config import load_config, parse_overrides
-    from gridsearch.engine import config_of_log, prepare_search, run
     from gridsearch.errors import GridsearchError
+    from gridsearch.execute.engine import config_of_log, run
+    from gridsearch.search.config import load_config, parse_overrides
+    from gridsearch.search.prepare import prepare_search
 
     if (args.config is None) == (args.resume is None):
         raise GridsearchError("give a config file (python -m gridsearch run conf/search.yaml) or --resume LOG, not both")
@@ -152,7 +160,7 @@ def _add_top(commands: argparse._SubParsersAction) -> None:
 
 
 def _top(args: argparse.Namespace) -> int:
-    from gridsearch.query import to_json, top
+    from gridsearch.log.query import to_json, top
 
     board = top(args.log, n=args.n, metric=args.metric)
     print(to_json(board) if args.json else board)
@@ -176,7 +184,7 @@ def _add_show(commands: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from gridsearch.query import show, to_json
+    from gridsearch.log.query import show, to_json
 
     detail = show(args.log, args.candidate)
     print(to_json(detail) if args.json else detail)
@@ -202,7 +210,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gridsearch.query import export, to_json
+    from gridsearch.log.query import export, to_json
 
     written = export(args.log, args.to, records=args.records)
     print(to_json(written) if args.json else written)
@@ -237,7 +245,7 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from gridsearch.promote import promote, summary
+    from gridsearch.registry.promote import promote, summary
 
     print(summary(promote(args.log, top=args.top, candidates=args.candidates,
                           allow_code_change=args.allow_code_change, tracking_uri=args.tracking_uri)))
@@ -268,7 +276,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from gridsearch.predict import predict
+    from gridsearch.registry.predict import predict
 
     written = predict(args.model, args.input, args.output, keep=args.keep, tracking_uri=args.tracking_uri)
     print(f"{len(written)} predictions of {args.model} written to {args.output}")
@@ -294,7 +302,7 @@ def _add_registry(commands: argparse._SubParsersAction) -> None:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    from gridsearch.promote import format_registry, registry_table
+    from gridsearch.registry.table import format_registry, registry_table
 
     table = registry_table(args.tracking_uri, model_name=args.model, search_id=args.search)
     print(format_registry(table))

@@ -1,6 +1,12 @@
-"""The one exception base of the engine; the CLI turns it into a one-line message."""
+"""The one exception base of the engine; the CLI turns it into a one-line message.
+
+Messages name what a Python caller controls (a config key, a parameter); the CLI adds its
+own option names.
+"""
 
 from __future__ import annotations
+
+import os
 
 
 class GridsearchError(ValueError):
@@ -25,6 +31,14 @@ class ConfigError(GridsearchError):
         super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
 
 
+class ArgumentError(GridsearchError):
+    """A bad argument of a library call; ``argument`` names the parameter (the CLI, its option)."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        self.argument, self.problem = argument, problem
+        super().__init__(f"{argument}: {problem}")
+
+
 class CandidateFailed(GridsearchError):
     """A fit raised while ``search.error_score`` is ``raise``; ``traceback`` holds the worker's."""
 
@@ -34,4 +48,8 @@ class CandidateFailed(GridsearchError):
 
 
 class SearchInterrupted(KeyboardInterrupt):
-    """Ctrl-C: what was recorded is kept; the message says how to resume."""
+    """Ctrl-C: what was recorded is kept in ``log_path``; the message says how to resume."""
+
+    def __init__(self, log_path: str | os.PathLike[str]) -> None:
+        self.log_path = log_path
+        super().__init__(f"interrupted; every finished fit is in {log_path}. Resume with gridsearch.resume({str(log_path)!r})")

@@ -27,6 +27,8 @@ import joblib
 import sklearn
 from sklearn.base import BaseEstimator
 
+from kampai.ids import content_id
+
 STATS_FILE = "hits.jsonl"
 _computed = threading.local()
 
@@ -48,9 +50,7 @@ class StageOutput:
 def stage_key(rows_id: str, path: str, stage: BaseEstimator) -> str:
     """Content id of a stage's work: the rows, its place, its parameters and its code."""
     params = {name: _describe(value) for name, value in stage.get_params(deep=True).items()}
-    parts = [rows_id, path, _describe(stage), params, sorted(code_hash(cls) for cls in _classes(stage)), sklearn.__version__]
-    text = json.dumps(parts, sort_keys=True, default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return content_id(rows_id, path, _describe(stage), params, sorted(code_hash(cls) for cls in _classes(stage)), sklearn.__version__, length=32)
 
 
 @cache

@@ -1,9 +1,10 @@
-"""Taxi-fare data: a seeded synthetic generator, file readers, cleaning and fingerprints."""
+"""Taxi-fare data: a seeded synthetic generator, file readers and writers, cleaning and fingerprints."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import zlib
 from pathlib import Path
 
@@ -28,6 +29,7 @@ EARTH_RADIUS_KM = 6371.0088
 _NYC_BOX = {column: NYC_LATITUDE if column.endswith("latitude") else NYC_LONGITUDE for column in COORDINATE_COLUMNS}
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+TABLE_SUFFIXES = _CSV_SUFFIXES + _PARQUET_SUFFIXES  # what read_table and write_table take
 # Text even where pyarrow would infer timestamps, so the CSV readers and the generator agree.
 _TEXT_COLUMNS = {"key": "str", "pickup_datetime": "str"}
 _READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, pa.ArrowException)
@@ -233,20 +235,48 @@ def read_table(path: str | Path, rows: int | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path} (give an existing CSV or Parquet path, or source: {SYNTHETIC_SOURCE})")
-    name = path.name.lower()
-    if name.endswith(_CSV_SUFFIXES):
-        reader = _read_csv
-    elif name.endswith(_PARQUET_SUFFIXES):
-        reader = _read_parquet
-    else:
-        suffixes = ", ".join(_CSV_SUFFIXES + _PARQUET_SUFFIXES)
-        raise DataError(f"unsupported data file type: {path} (use one of {suffixes})")
+    check_table_suffix(path)
+    reader = _read_parquet if _is_parquet(path) else _read_csv
     _check_row_count(rows)
     try:
         return reader(path, rows)
     except _READ_ERRORS as error:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
         raise DataError(f"cannot read data file {path}: {reason} (give a valid, complete CSV or Parquet file)") from error
+
+
+def check_table_suffix(path: str | Path) -> None:
+    """Refuse a file name that is not one of :data:`TABLE_SUFFIXES`, before any work."""
+    if not Path(path).name.lower().endswith(TABLE_SUFFIXES):
+        raise DataError(f"unsupported data file type: {path} (use one of {', '.join(TABLE_SUFFIXES)})")
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write ``frame`` as CSV or Parquet by the suffix, through a temporary file: never a partial file.
+
+    Raises
+    ------
+    DataError
+        For an unsupported suffix, a missing directory, or a failed write.
+    """
+    path = Path(path)
+    check_table_suffix(path)
+    if not path.parent.is_dir():
+        raise DataError(f"cannot write {path}: directory {path.parent} does not exist (create it first)")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if _is_parquet(path):
+            frame.to_parquet(temporary, index=False)
+        else:
+            frame.to_csv(temporary, index=False, compression="gzip" if path.name.lower().endswith(".gz") else None)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise DataError(f"cannot write {path}: {exc.strerror or exc} (choose a writable place)") from None
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(_PARQUET_SUFFIXES)
 
 
 def _read_csv(path: Path, rows: int | None) -> pd.DataFrame:

@@ -122,7 +122,7 @@ def test_search_shares_the_memo_across_workers_and_promotes_to_the_server(mlflow
                                                                          tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from gridsearch.promote import promote
+    from gridsearch.registry.promote import promote
 
     client_dir = tmp_path / "client"
     client_dir.mkdir()

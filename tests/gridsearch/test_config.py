@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import gridsearch
-from gridsearch.config import load_config, parse_overrides
 from gridsearch.errors import ConfigError
+from gridsearch.search.config import load_config, parse_overrides
 
 
 def test_default_config_is_valid_and_has_at_least_1000_fits():

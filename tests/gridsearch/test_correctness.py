@@ -9,7 +9,7 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 
 import gridsearch
-from gridsearch.space import resolve, step_names
+from gridsearch.search.space import resolve, step_names
 
 SCORING = ["neg_root_mean_squared_error", "r2", "neg_mean_absolute_error"]
 

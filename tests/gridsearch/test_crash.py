@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gridsearch.runlog import PART_GLOB, read_log
+from gridsearch.log.records import PART_GLOB
+from gridsearch.log.runlog import read_log
 
 REPO = Path(__file__).resolve().parents[2]
 # 3 x 200 candidates x 3 folds = 1 800 small fits: enough that the kills land mid-search.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import warnings
@@ -11,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import get_scorer
 
 import gridsearch
-from gridsearch.space import resolve, step_names
-from gridsearch.tasks import fit_batch, prepare, run_stage
+from gridsearch.execute.tasks import fit_batch, prepare, run_stage
+from gridsearch.log.records import FitItem, RecordStamp, Status
+from gridsearch.search.plan import FitFamily
+from gridsearch.search.space import resolve, step_names
 from kampai.cache import StageMemo, cache_info, clear_cache, code_hash, stage_key
 from kampai.pipeline import taxifare_features
 
@@ -126,25 +130,25 @@ def test_cache_clear_empties_the_memo(write_config, tmp_path):
 
 
 def test_search_path_predicts_like_the_production_pipeline(tmp_path):
-    """The cached search path and the uncached production pipeline give the same predictions."""
+    """The plan's stages through the memo, the shared prefix and the worker's fit give the uncached pipeline's
+    predictions and score."""
     search = gridsearch.prepare_search("conf/search.yaml", **{"data.rows": 3000, "cache.dir": str(tmp_path)})
     params = {"features__geohash__encode__precision": 6, "model": "sklearn.linear_model.Ridge", "model__alpha": 0.3}
-    prefix_params = {"features__geohash__encode__precision": 6}
-    work = search.work()
-    X_train, y_train, X_test, _ = search.dataset.fold(1)
-    prefix = clone(search.pipeline).set_params(**prefix_params)[:-1]
-    stages = {}
-    for _ in range(2):  # the second pass loads every stage from the memo
-        stages = {path: run_stage(search.dataset, 1, _branch(prefix.named_steps["features"], path.split("__")[1]), columns,
-                                  f"{work.rows_id}-1", path, work.memo_location)
-                  for path, columns in (("features__time", ["pickup_datetime"]),
-                                        ("features__distance", ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"]),
-                                        ("features__geohash", ["pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude"]))}
-    assert all(result.from_memo for result in stages.values())
-    prepared = prepare(search.dataset, 1, search.pipeline, prefix_params, stages)
+    [group] = [g for g in search.plan.groups if g.params == {"features__geohash__encode__precision": 6}]
+    assert sorted(stage.path for stage in group.stages) == ["features__distance", "features__geohash", "features__time"]
+    rows_id = f"{search.inputs.rows_id}-1"
+    first = {stage.path: run_stage(search.dataset, 1, stage, rows_id, str(tmp_path)) for stage in group.stages}
+    stages = {stage.path: run_stage(search.dataset, 1, stage, rows_id, str(tmp_path)) for stage in group.stages}
+    assert not any(result.from_memo for result in first.values()) and all(result.from_memo for result in stages.values())
+    prepared = prepare(search.dataset, 1, search.pipeline, group.params, stages)
     final = {"model": "sklearn.linear_model.Ridge", "model__alpha": 0.3}
     model = clone(search.pipeline).set_params(**resolve(final, step_names(search.pipeline)))._final_estimator
     searched = model.fit(prepared.X_train, prepared.y_train).predict(prepared.X_test)
-    production = clone(search.pipeline).set_params(**resolve(params, step_names(search.pipeline))).fit(X_train, y_train).predict(X_test)
-    np.testing.assert_allclose(searched, production, rtol=1e-12, atol=1e-9)
-    assert fit_batch(prepared, search.pipeline, [], ["r2"]) == []
+    X_train, y_train, X_test, y_test = search.dataset.fold(1)
+    production = clone(search.pipeline).set_params(**resolve(params, step_names(search.pipeline))).fit(X_train, y_train)
+    np.testing.assert_allclose(searched, production.predict(X_test), rtol=1e-12, atol=1e-9)
+    stamp = RecordStamp(search.search_id, search.inputs.data_fingerprint, None, None, "0", ("r2",))
+    item = FitItem("c", final, json.dumps(params))
+    [record] = fit_batch(prepared, 1, search.pipeline, [FitFamily("sklearn.linear_model.Ridge", (item,))], stamp)
+    assert record.status is Status.OK and record.fold == 1 and record.params == item.params_json
+    assert abs(record.scores["r2"] - get_scorer("r2")(production, X_test, y_test)) < 1e-9

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gridsearch
-from gridsearch.plan import split_params
+from gridsearch.search.plan import split_params
 
 
 def test_candidates_are_grouped_by_prefix_params(write_config):

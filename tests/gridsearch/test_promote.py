@@ -31,11 +31,12 @@ from sklearn.base import clone
 from sklearn.metrics import get_scorer
 
 import gridsearch
-from gridsearch.engine import prepare_search
 from gridsearch.errors import GridsearchError
-from gridsearch.predict import predict
-from gridsearch.promote import format_registry, promote, registry_table, summary
-from gridsearch.space import resolve, step_names
+from gridsearch.registry.predict import predict
+from gridsearch.registry.promote import promote, summary
+from gridsearch.registry.table import format_registry, registry_table
+from gridsearch.search.prepare import prepare_search
+from gridsearch.search.space import resolve, step_names
 from kampai.data import clean_taxifare, synthetic_taxifare
 from kampai.errors import RegistryError
 from kampai.registry import MODEL_VERSION_TAG, load_model, open_store
@@ -265,8 +266,8 @@ def test_changed_code_is_refused_unless_allowed_and_then_recorded(searched, prom
     (log / "search.json").write_text(json.dumps(meta))
     fourth = _best_first(searched.result)["candidate_id"].iloc[3]
     cache_before = sorted((searched.root / "cache").rglob("*"))
-    with pytest.raises(GridsearchError, match=r"code changed since the search: .* scored by kampai-gridsearch 0\.0\.1 \(000000000000\), "
-                                              r"this is .*--allow-code-change"):
+    with pytest.raises(GridsearchError, match=r"allow_code_change: not given, and the code changed since the search: .* scored by "
+                                              r"kampai-gridsearch 0\.0\.1 \(000000000000\), this is .*rerun the search, or give it"):
         promote(log, candidates=[fourth], tracking_uri=searched.uri)
     store = open_store(searched.uri)
     assert store.find({"gridsearch.search_id": meta["search_id"], "gridsearch.candidate_id": fourth}, "taxifare") is None

@@ -15,8 +15,9 @@ import yaml
 
 import gridsearch
 from gridsearch.errors import GridsearchError
-from gridsearch.query import export, show, to_json, top
-from gridsearch.runlog import RunLog, log_schema
+from gridsearch.log.query import export, show, to_json, top
+from gridsearch.log.records import FitRecord, SearchMeta, Status
+from gridsearch.log.runlog import RunLog
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = [
@@ -171,7 +172,7 @@ def test_export_records_over_a_log_root(searches, tmp_path):
 
 def test_export_rejects_an_unknown_format(searches, tmp_path):
     runs, _ = searches
-    with pytest.raises(GridsearchError, match="--to: expected a file name ending in .parquet, .csv, .csv.gz, found 'r.xlsx'"):
+    with pytest.raises(GridsearchError, match="to: expected a file name ending in .csv, .csv.gz, .parquet, .pq, found 'r.xlsx'"):
         export(runs, tmp_path / "r.xlsx")
 
 
@@ -182,20 +183,17 @@ def test_missing_log_and_unknown_metric_are_one_line_errors(searches, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(GridsearchError, match="no run log at .*empty: no search.json"):
         top(tmp_path / "empty")
-    with pytest.raises(GridsearchError, match="--metric: unknown metric 'rmse' .*; the log has scores for: neg_root_mean_squared_error, r2"):
+    with pytest.raises(GridsearchError, match="metric: unknown metric 'rmse' .*; the log has scores for: neg_root_mean_squared_error, r2"):
         top(runs, metric="rmse")
 
 
-def _record(search: str, candidate: str, fold: int, scores: dict[str, float], status: str = "ok") -> dict:
-    record = dict.fromkeys(log_schema(list(scores)).names)
-    record.update({f"test_{name}": value for name, value in scores.items()})
-    record.update(search_id=search, candidate_id=candidate, params=json.dumps({"model__alpha": fold}), fold=fold, status=status,
-                  fit_time=0.1, score_time=0.01, prep_time=0.0)
-    return record
+def _record(search: str, candidate: str, fold: int, scores: dict[str, float], status: Status = Status.OK) -> FitRecord:
+    return FitRecord(search_id=search, candidate_id=candidate, params=json.dumps({"model__alpha": fold}), fold=fold, status=status,
+                     scores=scores, fit_time=0.1, score_time=0.01, prep_time=0.0)
 
 
 def test_a_running_search_ranks_complete_candidates_and_counts_missing_folds(tmp_path):
-    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s", "scoring": ["r2"], "folds": 3}) as log:
+    with RunLog(tmp_path / "s", SearchMeta("s", ("r2",), 3)) as log:
         log.append([_record("s", "aaaa", fold, {"r2": 0.5}) for fold in range(3)])
         log.append([_record("s", "bbbb", 0, {"r2": 0.9})])
     board = top(tmp_path / "s")
@@ -206,9 +204,9 @@ def test_a_running_search_ranks_complete_candidates_and_counts_missing_folds(tmp
 
 def test_searches_ranked_by_different_scorers_need_a_metric(tmp_path):
     for search, scoring in (("s1", ["r2"]), ("s2", ["neg_mean_absolute_error", "r2"])):
-        with RunLog(tmp_path / search, scoring, {"search_id": search, "scoring": scoring, "folds": 1}) as log:
+        with RunLog(tmp_path / search, SearchMeta(search, tuple(scoring), 1)) as log:
             log.append([_record(search, f"{search}-c", 0, dict.fromkeys(scoring, 0.5))])
-    with pytest.raises(GridsearchError, match="rank by different scorers \\(neg_mean_absolute_error, r2\\); choose one with --metric"):
+    with pytest.raises(GridsearchError, match="metric: not given, and the searches under .* rank by different scorers \\(neg_mean_absolute_error, r2\\); choose one"):
         top(tmp_path)
     assert top(tmp_path, metric="r2").n_searches == 2
     board = top(tmp_path, metric="neg_mean_absolute_error")
@@ -216,7 +214,7 @@ def test_searches_ranked_by_different_scorers_need_a_metric(tmp_path):
 
 
 def test_an_empty_log_has_an_empty_leaderboard(tmp_path):
-    with RunLog(tmp_path / "s", ["r2"], {"search_id": "s", "scoring": ["r2"], "folds": 3}) as log:
+    with RunLog(tmp_path / "s", SearchMeta("s", ("r2",), 3)) as log:
         log.append([_record("s", "aaaa", 0, {"r2": 0.5})])
     for part in (tmp_path / "s").glob("part-*.arrows"):
         part.unlink()

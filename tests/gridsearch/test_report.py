@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from gridsearch.report import cv_results, leaderboard, log_results
-from gridsearch.space import Candidate
+from gridsearch.log.results import cv_results, leaderboard, log_results
+from gridsearch.search.space import Candidate
 
 
 def _records(rows: list[tuple[str, dict, int, str, float]]) -> pd.DataFrame:

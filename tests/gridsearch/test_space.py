@@ -5,7 +5,7 @@ from __future__ import annotations
 from sklearn.model_selection import ParameterGrid
 
 import gridsearch
-from gridsearch.space import content_id
+from gridsearch.search.space import content_id
 
 
 def test_grid_expands_in_parameter_grid_order(write_config):

@@ -14,7 +14,7 @@ import pytest
 from distributed import Client
 
 import gridsearch
-from gridsearch.workers import environment
+from gridsearch.execute.workers import environment
 
 REPO = Path(__file__).resolve().parents[2]
 

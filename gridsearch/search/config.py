@@ -2,13 +2,12 @@
 
 Only the shape of the config is checked here (keys, types, ranges). What needs the
 pipeline or the data (``step__param`` names, the target column) is checked by
-:mod:`gridsearch.space` and :mod:`gridsearch.engine`, still before anything is computed.
+:mod:`gridsearch.search.space` and :mod:`gridsearch.search.inputs`, still before anything is computed.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,8 +17,9 @@ from typing import Any
 import yaml
 
 from gridsearch.errors import ConfigError
+from kampai.data import SYNTHETIC_SOURCE
+from kampai.ids import did_you_mean
 
-SYNTHETIC_SOURCE = "synthetic-taxifare"
 _REQUIRED = object()
 
 
@@ -258,7 +258,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
         for i, part in enumerate(parents):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError("--set", dotted, f"{'.'.join(parents[: i + 1])} is not a section")
+                raise ConfigError("overrides", dotted, f"{'.'.join(parents[: i + 1])} is not a section")
             node = child
         if isinstance(value, Mapping) and isinstance(node.get(leaf), dict) and leaf != "params":
             node[leaf] = {**node[leaf], **value}
@@ -379,12 +379,6 @@ def _scoring(source: str, scoring: str | list[Any]) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ConfigError(source, "scoring", f"scorer listed twice in {names}")
     return tuple(names)
-
-
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """``"; did you mean X?"`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _kind(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""Results as users know them: scikit-learn's ``cv_results_`` table, and a leaderboard."""
+"""Results as users know them: scikit-learn's ``cv_results_`` table, its ranking, and a leaderboard."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from gridsearch.space import Candidate
+from gridsearch.log.records import Status
+from gridsearch.search.space import Candidate
 
 
 def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: int, scoring: Sequence[str]) -> pd.DataFrame:
@@ -46,9 +47,9 @@ def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: in
         means = scores.mean(axis=1)
         results[f"mean_test_{scorer}"] = means
         results[f"std_test_{scorer}"] = scores.std(axis=1)
-        results[f"rank_test_{scorer}"] = _rank(means)
+        results[f"rank_test_{scorer}"] = rank(means)
     status = latest["status"].to_numpy(dtype=object).reshape(len(ids), folds)
-    results["n_errors"] = np.isin(status, ["error", "lost"]).sum(axis=1)
+    results["n_errors"] = np.isin(status, [Status.ERROR, Status.LOST]).sum(axis=1)
     results["n_missing"] = pd.isna(status).sum(axis=1)  # folds not recorded (yet)
     return pd.DataFrame(results)
 
@@ -60,17 +61,24 @@ def log_results(records: pd.DataFrame, folds: int, scoring: Sequence[str]) -> pd
     return cv_results(records, candidates, folds, scoring)
 
 
-def _rank(means: np.ndarray) -> np.ndarray:
-    """1 is best; NaN means tie with the worst, as scikit-learn ranks them."""
+def rank(means: np.ndarray) -> np.ndarray:
+    """Ranks of mean scores: 1 is best, ties share the lowest rank, NaN ties with the worst (as scikit-learn)."""
+    means = np.asarray(means, dtype=float)
     if np.isnan(means).all():
         return np.ones(len(means), dtype=np.int32)
     filled = np.where(np.isnan(means), np.nanmin(means) - 1, means)
     return rankdata(-filled, method="min").astype(np.int32)
 
 
+def best_first(results: pd.DataFrame, scorer: str) -> pd.DataFrame:
+    """``results`` ranked by ``mean_test_<scorer>`` over all its rows, best first (ties by candidate id)."""
+    ranked = results.assign(**{f"rank_test_{scorer}": rank(results[f"mean_test_{scorer}"].to_numpy(dtype=float))})
+    return ranked.sort_values([f"rank_test_{scorer}", "candidate_id"], kind="stable").reset_index(drop=True)
+
+
 def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFrame:
     """The ``top`` candidates by ``mean_test_<scorer>``: rank, score, std, fit time, params."""
-    best = results.sort_values([f"rank_test_{scorer}", "candidate_id"]).head(top)
+    best = best_first(results, scorer).head(top)
     labels = _varying(results["params"])
     table = pd.DataFrame(
         {

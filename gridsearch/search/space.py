@@ -6,7 +6,6 @@ hashed, logged and compared; :func:`resolve` turns them into what ``set_params``
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Mapping
@@ -18,7 +17,8 @@ from scipy import stats
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
-from gridsearch.config import SearchConfig, did_you_mean
+from gridsearch.search.config import SearchConfig
+from kampai.ids import content_id, did_you_mean
 from kampai.pipeline import make_estimator
 
 _STEP_LITERALS = ("passthrough", "drop")
@@ -48,12 +48,6 @@ class Candidate:
 
     id: str
     params: Mapping[str, Any]
-
-
-def content_id(*parts: Any) -> str:
-    """A 16-hex-digit sha256 of the JSON form of ``parts``."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def step_names(estimator: BaseEstimator) -> frozenset[str]:

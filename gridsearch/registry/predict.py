@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
 from gridsearch.errors import GridsearchError
-from kampai.data import read_table
+from kampai.data import check_table_suffix, read_table, write_table
 
-OUTPUT_FORMATS = (".csv", ".csv.gz", ".parquet", ".pq")
 _NUMERIC = {"double": "numbers", "float": "numbers", "long": "integers", "integer": "integers"}
 
 
@@ -54,17 +52,14 @@ def predict(
     Raises
     ------
     GridsearchError
-        Missing or mistyped columns, an unsupported output format.
+        Missing or mistyped columns.
     KampaiError
-        An unreadable input, an unreachable store, an unknown model or alias.
+        An unreadable input, an unsupported or unwritable output, an unreachable store, an
+        unknown model or alias.
     """
     from kampai.registry import load_model
 
-    output = Path(output_path)
-    if not output.name.lower().endswith(OUTPUT_FORMATS):
-        raise GridsearchError(f"unsupported output file type: {output} (use one of {', '.join(OUTPUT_FORMATS)})")
-    if not output.parent.is_dir():
-        raise GridsearchError(f"output directory {output.parent} does not exist")
+    check_table_suffix(output_path)
     frame = read_table(input_path)
     missing_keep = [column for column in keep if column not in frame.columns]
     if missing_keep:
@@ -73,7 +68,7 @@ def predict(
     X = validate_columns(frame, loaded.inputs, str(input_path))
     predictions = frame[list(keep)].copy()
     predictions[str(loaded.metadata.get("target", "prediction"))] = loaded.predict(X)
-    _write(predictions, output)
+    write_table(predictions, output_path)
     return predictions
 
 
@@ -107,17 +102,3 @@ def validate_columns(frame: pd.DataFrame, inputs: Sequence[tuple[str, str, bool]
             raise GridsearchError(f"{source}: column {name}: expected text, found {column.dtype}")
     return X
 
-
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    """Write through a temporary file, so a failed write never leaves a partial output."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    parquet = path.name.lower().endswith((".parquet", ".pq"))
-    try:
-        if parquet:
-            frame.to_parquet(temporary, index=False)
-        else:
-            frame.to_csv(temporary, index=False, compression="gzip" if path.name.lower().endswith(".gz") else None)
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise GridsearchError(f"cannot write {path}: {exc.strerror or exc}") from None

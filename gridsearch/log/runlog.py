@@ -12,11 +12,10 @@ message, and a crash leaves at most one part of small ones.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -24,42 +23,12 @@ import pandas as pd
 import pyarrow as pa
 
 from gridsearch.errors import GridsearchError
+from gridsearch.log.records import PART_GLOB, FitRecord, SearchMeta, log_schema, to_batch
 
-PART_GLOB = "part-*.arrows"
-META_FILE = "search.json"
 COMPACT_ROWS = 65_536  # rows per message of a closed part
 COMPACT_MIN_MESSAGES = 64  # closed parts with fewer messages are left as written
 ROLL_MESSAGES = 1024  # a part this long is closed (compacted) and the next append starts a new one
 MAX_CHUNKS = 256  # read_log joins a column's chunks into one beyond this many
-_FIXED_FIELDS = [
-    ("search_id", pa.string()),
-    ("candidate_id", pa.string()),
-    ("params", pa.string()),
-    ("fold", pa.int32()),
-    ("status", pa.string()),
-]
-_TAIL_FIELDS = [
-    ("fit_time", pa.float64()),
-    ("score_time", pa.float64()),
-    ("prep_time", pa.float64()),
-    ("worker", pa.string()),
-    ("error", pa.string()),
-    ("traceback", pa.string()),
-    ("warnings", pa.string()),
-    ("shared_fit", pa.string()),
-    ("started", pa.timestamp("ms", tz="UTC")),
-    ("finished", pa.timestamp("ms", tz="UTC")),
-    ("git_sha", pa.string()),
-    ("git_dirty", pa.bool_()),
-    ("package_version", pa.string()),
-    ("data_fingerprint", pa.string()),
-]
-
-
-def log_schema(scoring: Sequence[str]) -> pa.Schema:
-    """Columns of a search's records: ``test_<scorer>`` for each scorer."""
-    scores = [(f"test_{name}", pa.float64()) for name in scoring]
-    return pa.schema(_FIXED_FIELDS + scores + _TAIL_FIELDS)
 
 
 def ensure_writable(directory: Path) -> None:
@@ -80,22 +49,22 @@ class RunLog:
     before its first result leaves no log behind.
     """
 
-    def __init__(self, directory: Path, scoring: Sequence[str], metadata: Mapping[str, Any]) -> None:
+    def __init__(self, directory: Path, meta: SearchMeta) -> None:
         self.directory = directory
-        self.schema = log_schema(scoring)
-        self._metadata = dict(metadata)
+        self.schema = log_schema(meta.scoring)
+        self._meta = meta
         self._sink: Any = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
         self._part: Path | None = None
         self._messages = 0
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write ``records`` (dicts keyed by the schema's columns) and flush them."""
+    def append(self, records: Sequence[FitRecord]) -> None:
+        """Write ``records`` and flush them."""
         if not records:
             return
         if self._writer is None:
             self._open()
-        self._writer.write_batch(pa.RecordBatch.from_pylist(list(records), schema=self.schema))
+        self._writer.write_batch(to_batch(records, self.schema))
         self._sink.flush()
         self._messages += 1
         if self._messages >= ROLL_MESSAGES:
@@ -122,11 +91,7 @@ class RunLog:
 
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        meta = self.directory / META_FILE
-        if not meta.exists():
-            tmp = meta.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(self._metadata, indent=2, default=str))
-            os.replace(tmp, meta)
+        self._meta.write(self.directory)
         now = time.time_ns()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
         self._part = self.directory / f"part-{stamp}.{now % 10**9:09d}-{os.getpid()}.arrows"  # sorts by time
@@ -148,15 +113,9 @@ def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
         if (table := _read_part(part)) is not None:
             tables.append(table)
     if not tables:
-        return pd.DataFrame(columns=log_schema(read_metadata(directory).get("scoring", ())).names)
+        return pd.DataFrame(columns=log_schema(SearchMeta.read(directory).scoring).names)
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
     return _few_chunks(table).to_pandas()
-
-
-def read_metadata(directory: Path) -> dict[str, Any]:
-    """The ``search.json`` of a log directory (empty when not written yet)."""
-    meta = directory / META_FILE
-    return json.loads(meta.read_text()) if meta.exists() else {}
 
 
 def _few_chunks(table: pa.Table) -> pa.Table:

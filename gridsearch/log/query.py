@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from gridsearch.config import did_you_mean
-from gridsearch.errors import GridsearchError
-from gridsearch.report import leaderboard, log_results
-from gridsearch.runlog import META_FILE, PART_GLOB, read_log, read_metadata
+from gridsearch.errors import ArgumentError, GridsearchError
+from gridsearch.log.records import META_FILE, PART_GLOB, SearchMeta
+from gridsearch.log.results import best_first, leaderboard, log_results
+from gridsearch.log.runlog import read_log
+from kampai.data import TABLE_SUFFIXES, write_table
+from kampai.ids import did_you_mean, matching
 
-EXPORT_FORMATS = (".parquet", ".csv", ".csv.gz")
 _RECORD_COLUMNS = ("fold", "status", "fit_time", "score_time", "prep_time", "worker", "finished")
 
 
@@ -205,7 +206,7 @@ def top(path: str | os.PathLike[str], n: int = 10, metric: str | None = None) ->
         For a missing log or an unknown metric.
     """
     if n < 1:
-        raise GridsearchError(f"-n: expected an integer >= 1, found {n}")
+        raise ArgumentError("n", f"expected an integer >= 1, found {n}")
     root = Path(path)
     searches = [_load(log) for log in find_logs(root)]
     scorer = _metric(searches, metric, root)
@@ -213,10 +214,7 @@ def top(path: str | os.PathLike[str], n: int = 10, metric: str | None = None) ->
     skipped = tuple(s.search_id for s in searches if scorer not in s.scoring)
     if not chosen:
         return Leaderboard(root, scorer, pd.DataFrame(), n, 0, skipped)
-    table = pd.concat([s.results() for s in chosen], ignore_index=True)
-    rank = f"rank_test_{scorer}"
-    table[rank] = table[f"mean_test_{scorer}"].rank(method="min", ascending=False, na_option="bottom").astype(np.int32)
-    ranked = table.sort_values([rank, "candidate_id"], kind="stable").reset_index(drop=True)
+    ranked = best_first(pd.concat([s.results() for s in chosen], ignore_index=True), scorer)
     return Leaderboard(root, scorer, ranked, n, len(chosen), skipped)
 
 
@@ -248,9 +246,8 @@ def export(path: str | os.PathLike[str], to: str | os.PathLike[str], *, records:
     written as JSON text, as in the log.
     """
     target = Path(to)
-    suffix = next((s for s in EXPORT_FORMATS if target.name.endswith(s)), None)
-    if suffix is None:
-        raise GridsearchError(f"--to: expected a file name ending in {', '.join(EXPORT_FORMATS)}, found {target.name!r}")
+    if not target.name.lower().endswith(TABLE_SUFFIXES):
+        raise ArgumentError("to", f"expected a file name ending in {', '.join(TABLE_SUFFIXES)}, found {target.name!r}")
     searches = [_load(log) for log in find_logs(path)]
     if records:
         frames = [s.records for s in searches if len(s.records)]
@@ -260,10 +257,7 @@ def export(path: str | os.PathLike[str], to: str | os.PathLike[str], *, records:
         raise GridsearchError(f"no records yet in {path}; nothing to export")
     table = _flat(pd.concat(frames, ignore_index=True))
     target.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        table.to_parquet(target, index=False)
-    else:
-        table.to_csv(target, index=False)
+    write_table(table, target)
     return Exported(target, "records" if records else "cv_results", len(table), tuple(table.columns))
 
 
@@ -277,23 +271,19 @@ def _is_log(directory: Path) -> bool:
 
 
 def _load(path: Path) -> _Search:
-    meta = read_metadata(path)
-    records = read_log(path)
-    scoring = tuple(meta.get("scoring") or (c.removeprefix("test_") for c in records.columns if c.startswith("test_")))
-    folds = int(meta.get("folds") or (int(records["fold"].max()) + 1 if len(records) else 0))
-    return _Search(path, str(meta.get("search_id", path.name)), scoring, folds, records)
+    meta = SearchMeta.read(path)
+    return _Search(path, meta.search_id, meta.scoring, meta.folds or 0, read_log(path))
 
 
 def _find_candidate(searches: Sequence[_Search], candidate_id: str, root: Path) -> tuple[_Search, str]:
     """The one candidate whose id starts with ``candidate_id``, or an error saying what to give instead."""
-    prefix = candidate_id.strip().lower()
-    if not prefix:
+    if not candidate_id.strip():
         raise GridsearchError("candidate id is empty; copy one from 'python -m gridsearch top'")
-    matches = [(s, cid) for s in searches for cid in s.records["candidate_id"].unique() if cid.startswith(prefix)]
+    matches = [(s, cid) for s in searches for cid in matching(s.records["candidate_id"].unique(), candidate_id)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        owner = next((s for s in searches if s.search_id.startswith(prefix)), None)
+        owner = next((s for s in searches if matching([s.search_id], candidate_id)), None)
         hint = (f"that is a search id: list its candidates with 'python -m gridsearch top {owner.path}'" if owner
                 else f"list them with 'python -m gridsearch top {root}'")
         count = sum(s.records["candidate_id"].nunique() for s in searches)
@@ -312,11 +302,11 @@ def _metric(searches: Sequence[_Search], metric: str | None, root: Path) -> str:
     if metric is None:
         firsts = sorted({s.scoring[0] for s in searches if s.scoring})
         if len(firsts) > 1:
-            raise GridsearchError(f"searches under {root} rank by different scorers ({', '.join(firsts)}); choose one with --metric")
+            raise ArgumentError("metric", f"not given, and the searches under {root} rank by different scorers ({', '.join(firsts)}); choose one")
         return firsts[0] if firsts else "score"
     name = metric.removeprefix("mean_test_").removeprefix("test_")
     if name not in known:
-        raise GridsearchError(f"--metric: unknown metric {metric!r} in {root}{did_you_mean(name, known)}; "
+        raise ArgumentError("metric", f"unknown metric {metric!r} in {root}{did_you_mean(name, known)}; "
                               f"the log has scores for: {', '.join(known) or 'none yet'}")
     return name
 

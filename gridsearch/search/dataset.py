@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from gridsearch.errors import GridsearchError
 from kampai.data import fingerprint, load_dataset
 
 Folds = tuple[tuple[np.ndarray, np.ndarray], ...]
@@ -36,7 +37,6 @@ class DataSpec:
     cv_seed: int | None
     stratify: bool
     fingerprint: str
-
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,17 @@ def split(spec: DataSpec, frame: pd.DataFrame) -> tuple[Dataset, Holdout | None]
 
 
 def rebuild(spec: DataSpec, frame: pd.DataFrame | None) -> Dataset:
-    """The search's :class:`Dataset` on a worker: from ``frame`` if given, else from the source."""
+    """The search's :class:`Dataset` on a worker: from ``frame`` if given, else from the source.
+
+    Raises
+    ------
+    GridsearchError
+        When the rows differ from the client's (their fingerprint says so).
+    """
     frame = load_frame(spec) if frame is None else frame
     found = fingerprint(frame)
     if found != spec.fingerprint:
-        raise ValueError(f"data on this worker differs from the client's (fingerprint {found}, expected {spec.fingerprint}); "
-                         "make the source identical everywhere")
+        raise GridsearchError(f"data on a worker differs from the client's (fingerprint {found}, expected {spec.fingerprint}): "
+                              f"{spec.source} changed or is another file there; make the source identical everywhere")
     return split(spec, frame)[0]
+

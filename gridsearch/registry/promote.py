@@ -25,11 +25,14 @@ import yaml
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import get_scorer
 
-from gridsearch.config import SearchConfig, from_mapping
-from gridsearch.errors import GridsearchError
-from gridsearch.report import log_results
-from gridsearch.runlog import META_FILE, read_log, read_metadata
-from gridsearch.space import resolve, step_names
+from gridsearch.errors import ArgumentError, GridsearchError
+from gridsearch.log.records import SearchMeta, Status
+from gridsearch.log.results import best_first, log_results
+from gridsearch.log.runlog import read_log
+from gridsearch.search.config import SearchConfig
+from gridsearch.search.inputs import load_inputs
+from gridsearch.search.space import resolve, step_names
+from kampai.ids import matching
 from kampai.provenance import CodeVersion, code_version
 
 TAG = "gridsearch."
@@ -108,8 +111,8 @@ def promote(
     meta, records = _read_search(log_path)
     table = _ranked(records, meta)
     winners = _choose(table, log_path, meta, top, candidates)
-    config = from_mapping(meta["config"], str(log_path / META_FILE))
-    scoring = tuple(meta["scoring"])
+    config = meta.search_config(log_path)
+    scoring = meta.scoring
     current = code_version()
     store = open_store(tracking_uri or config.registry.tracking_uri)
     model_name = config.registry.model_name
@@ -128,22 +131,22 @@ def promote(
         model, metrics, X, tags = refits[cid]
         run = ModelRun(
             key=_key(meta, cid),
-            name=f"{meta['search_id'][:8]}-rank{row.rank}-{cid[:8]}",
+            name=f"{meta.search_id[:8]}-rank{row.rank}-{cid[:8]}",
             model=model,
             X=X,
             params=model.get_params(deep=True),
             metrics={**_cv_metrics(row, scoring), **metrics},
             tags={**_tags(meta, row, current, scored_by), **tags},
-            artifacts={"search.yaml": yaml.safe_dump(meta["config"], sort_keys=False)},
-            metadata={"target": config.data.target, "search_id": meta["search_id"], "candidate_id": cid},
+            artifacts={"search.yaml": yaml.safe_dump(dict(meta.config), sort_keys=False)},
+            metadata={"target": config.data.target, "search_id": meta.search_id, "candidate_id": cid},
         )
         done.append((row, store.log_model_run(model_name, run)))
 
-    champion = store.set_best_alias(model_name, config.registry.alias, {f"{TAG}search_id": meta["search_id"]},
+    champion = store.set_best_alias(model_name, config.registry.alias, {f"{TAG}search_id": meta.search_id},
                                     f"mean_test_{scoring[0]}")
     return [
         Promotion(
-            search_id=meta["search_id"], candidate_id=row.candidate_id, rank=int(row.rank), params=dict(row.params),
+            search_id=meta.search_id, candidate_id=row.candidate_id, rank=int(row.rank), params=dict(row.params),
             run_id=registered.run_id, model_name=model_name, version=registered.version, created=registered.created,
             metrics=dict(registered.metrics), tracking_uri=store.uri,
             alias=config.registry.alias if registered.version == champion else None,
@@ -179,69 +182,37 @@ def summary(promotions: Sequence[Promotion]) -> str:
     return "\n".join(lines)
 
 
-def registry_table(tracking_uri: str | None = None, model_name: str | None = None, search_id: str | None = None) -> pd.DataFrame:
-    """Every promoted run in the store, for comparing trainings across searches.
-
-    One row per run with a registered model version: ``run_id, model_name,
-    model_version, aliases, start_time, status``, then ``metrics.*`` (CV mean and std per
-    scorer, held-out scores, refit time), ``tags.*`` (search, candidate, rank, code
-    version, data fingerprint) and ``params.*``.
-    """
-    from kampai.registry import promoted_runs
-
-    return promoted_runs(tracking_uri, model_name, {f"{TAG}search_id": search_id} if search_id else None)
-
-
-def format_registry(table: pd.DataFrame) -> str:
-    """The columns of :func:`registry_table` worth reading in a terminal."""
-    if table.empty:
-        return "no promoted runs"
-    short = {"tags.gridsearch.search_id": "search", "tags.gridsearch.candidate_id": "candidate", "tags.gridsearch.rank": "rank",
-             "tags.gridsearch.git_sha": "git_sha"}
-    columns = ["model_name", "model_version", "aliases", *short]
-    columns += [c for prefix in ("metrics.mean_test_", "metrics.holdout_") for c in table.columns if c.startswith(prefix)]
-    columns += ["metrics.refit_time", "start_time"]
-    shown = table[[c for c in columns if c in table.columns]].copy()
-    if "tags.gridsearch.git_sha" in shown:
-        shown["tags.gridsearch.git_sha"] = shown["tags.gridsearch.git_sha"].str[:12]
-    shown["start_time"] = shown["start_time"].dt.strftime("%Y-%m-%d %H:%M")
-    shown = shown.rename(columns={**short, "model_name": "model", "model_version": "version"})
-    shown.columns = [c.removeprefix("metrics.") for c in shown.columns]
-    return shown.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
-
-
-def _read_search(log_path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+def _read_search(log_path: Path) -> tuple[SearchMeta, pd.DataFrame]:
     records = read_log(log_path)
-    meta = read_metadata(log_path)
-    if records.empty or not meta:
+    meta = SearchMeta.read(log_path)
+    if records.empty or meta.config is None:
         raise GridsearchError(f"run log {log_path} holds no results; nothing to promote (run the search first)")
     return meta, records
 
 
-def _ranked(records: pd.DataFrame, meta: Mapping[str, Any]) -> pd.DataFrame:
+def _ranked(records: pd.DataFrame, meta: SearchMeta) -> pd.DataFrame:
     """The log's cv_results table, best first; candidates are read from the records, so a grown space counts."""
-    table = log_results(records, int(meta["folds"]), list(meta["scoring"]))
-    table["rank"] = table[f"rank_test_{meta['scoring'][0]}"]
-    return table.sort_values(["rank", "candidate_id"]).reset_index(drop=True)
+    table = best_first(log_results(records, meta.folds, meta.scoring), meta.scoring[0])
+    return table.assign(rank=table[f"rank_test_{meta.scoring[0]}"])
 
 
-def _choose(table: pd.DataFrame, log_path: Path, meta: Mapping[str, Any], top: int | None, candidates: Sequence[str] | None) -> pd.DataFrame:
+def _choose(table: pd.DataFrame, log_path: Path, meta: SearchMeta, top: int | None, candidates: Sequence[str] | None) -> pd.DataFrame:
     """The rows to promote: the ``top`` best complete candidates, or the ones named."""
-    primary = f"mean_test_{meta['scoring'][0]}"
+    primary = f"mean_test_{meta.scoring[0]}"
     complete = (table["n_errors"] == 0) & (table["n_missing"] == 0) & table[primary].notna()
     if top is not None and candidates:
         raise GridsearchError("give either top or candidates, not both")
     if not candidates:
         top = 1 if top is None else top
         if top < 1:
-            raise GridsearchError(f"top must be >= 1, found {top}")
+            raise ArgumentError("top", f"expected an integer >= 1, found {top}")
         if not complete.any():
             raise GridsearchError(f"no candidate in {log_path} was scored on every fold; nothing to promote")
         return table[complete].head(top)
     chosen: list[int] = []
+    position = {cid: index for index, cid in enumerate(table["candidate_id"])}
     for wanted in candidates:
-        prefix = wanted.strip().lower()
-        matches = table.index[table["candidate_id"].str.startswith(prefix)].tolist() if prefix else []
+        matches = [position[cid] for cid in matching(table["candidate_id"], wanted)]
         if not matches:
             best = table["candidate_id"].iloc[0]
             raise GridsearchError(f"candidate {wanted!r} is not in run log {log_path} ({len(table)} candidates; "
@@ -252,13 +223,13 @@ def _choose(table: pd.DataFrame, log_path: Path, meta: Mapping[str, Any], top: i
         index = matches[0]
         if not complete.iloc[index]:
             raise GridsearchError(f"candidate {table['candidate_id'].iloc[index]} failed or is missing folds in {log_path} "
-                                  f"({int(table['n_errors'].iloc[index] + table['n_missing'].iloc[index])} of {meta['folds']} not ok); only fully scored candidates can be promoted")
+                                  f"({int(table['n_errors'].iloc[index] + table['n_missing'].iloc[index])} of {meta.folds} not ok); only fully scored candidates can be promoted")
         if index not in chosen:
             chosen.append(index)
     return table.iloc[chosen]
 
 
-def _code_change(meta: Mapping[str, Any], records: pd.DataFrame, winners: pd.DataFrame, current: CodeVersion,
+def _code_change(meta: SearchMeta, records: pd.DataFrame, winners: pd.DataFrame, current: CodeVersion,
                  log_path: Path, allowed: bool) -> str | None:
     """The recorded code, when it is not the running code (else None); refuses unless ``allowed``.
 
@@ -266,36 +237,34 @@ def _code_change(meta: Mapping[str, Any], records: pd.DataFrame, winners: pd.Dat
     records of the winners (the code that scored them, which differs if a search was resumed).
     A dirty tree is compared by its flag only: uncommitted edits since the search go unseen.
     """
-    scored = records[records["candidate_id"].isin(set(winners["candidate_id"])) & (records["status"] == "ok")]
+    scored = records[records["candidate_id"].isin(set(winners["candidate_id"])) & (records["status"] == Status.OK)]
     versions = {
         CodeVersion(_none(sha), None if _none(dirty) is None else bool(dirty), str(package))
         for sha, dirty, package in zip(*(scored[c] for c in _CODE_COLUMNS))
     }
-    if meta.get("code_version"):
-        versions.add(CodeVersion(**{c: meta["code_version"].get(c) for c in _CODE_COLUMNS}))
+    if meta.code_version:
+        versions.add(CodeVersion(**{c: meta.code_version.get(c) for c in _CODE_COLUMNS}))
     others = sorted(str(v) for v in versions if v != current)
     if not others:
         return None
     if not allowed:
-        raise GridsearchError(f"code changed since the search: {log_path} was scored by {', '.join(others)}, this is {current}; "
-                              "the refit would run other code (rerun the search, or pass --allow-code-change)")
+        raise ArgumentError("allow_code_change", f"not given, and the code changed since the search: {log_path} was scored by "
+                            f"{', '.join(others)}, this is {current}; the refit would run other code (rerun the search, or give it)")
     return ", ".join(others)
 
 
-def _refit_all(config: SearchConfig, meta: Mapping[str, Any], winners: pd.DataFrame,
+def _refit_all(config: SearchConfig, meta: SearchMeta, winners: pd.DataFrame,
                scoring: Sequence[str]) -> dict[str, tuple[BaseEstimator, dict[str, float], pd.DataFrame, dict[str, str]]]:
     """Every winner refitted before anything is written, so a failing refit leaves MLflow untouched."""
-    from gridsearch.engine import prepare_search
-
-    search = prepare_search(config)
-    if search.data_fingerprint != meta["data_fingerprint"]:
-        raise GridsearchError(f"the data changed since the search: fingerprint {meta['data_fingerprint']} in the log, "
-                              f"{search.data_fingerprint} now; the refit would train on other data (restore it, or rerun the search)")
-    X, y = search.dataset.X, search.dataset.y
-    steps = step_names(search.pipeline)
+    inputs = load_inputs(config)
+    if inputs.data_fingerprint != meta.data_fingerprint:
+        raise GridsearchError(f"the data changed since the search: fingerprint {meta.data_fingerprint} in the log, "
+                              f"{inputs.data_fingerprint} now; the refit would train on other data (restore it, or rerun the search)")
+    X, y = inputs.dataset.X, inputs.dataset.y
+    steps = step_names(inputs.pipeline)
     refits = {}
     for row in winners.itertuples(index=False):
-        model = _uncached(clone(search.pipeline)).set_params(**resolve(row.params, steps))
+        model = _uncached(clone(inputs.pipeline)).set_params(**resolve(row.params, steps))
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -305,8 +274,8 @@ def _refit_all(config: SearchConfig, meta: Mapping[str, Any], winners: pd.DataFr
                 raise GridsearchError(f"refit of candidate {row.candidate_id} failed: {type(exc).__name__}: {exc}") from None
         metrics = {"refit_time": time.perf_counter() - started}
         tags = {f"{TAG}n_train": str(len(X))}
-        if search.holdout is not None:
-            X_test, y_test = search.holdout
+        if inputs.holdout is not None:
+            X_test, y_test = inputs.holdout
             metrics.update({f"holdout_{name}": float(get_scorer(name)(model, X_test, y_test)) for name in scoring})
             tags[f"{TAG}n_holdout"] = str(len(X_test))
         if caught:
@@ -322,8 +291,8 @@ def _uncached(model: BaseEstimator) -> BaseEstimator:
     return model.set_params(**memory) if memory else model
 
 
-def _key(meta: Mapping[str, Any], candidate_id: str) -> dict[str, str]:
-    return {f"{TAG}search_id": meta["search_id"], f"{TAG}candidate_id": candidate_id}
+def _key(meta: SearchMeta, candidate_id: str) -> dict[str, str]:
+    return {f"{TAG}search_id": meta.search_id, f"{TAG}candidate_id": candidate_id}
 
 
 def _cv_metrics(row: Any, scoring: Sequence[str]) -> dict[str, float]:
@@ -331,14 +300,14 @@ def _cv_metrics(row: Any, scoring: Sequence[str]) -> dict[str, float]:
     return {f"{kind}_test_{name}": float(values[f"{kind}_test_{name}"]) for name in scoring for kind in ("mean", "std")}
 
 
-def _tags(meta: Mapping[str, Any], row: Any, current: CodeVersion, scored_by: str | None) -> dict[str, str]:
+def _tags(meta: SearchMeta, row: Any, current: CodeVersion, scored_by: str | None) -> dict[str, str]:
     tags = {
         f"{TAG}rank": str(int(row.rank)),
         f"{TAG}git_sha": current.git_sha or "none",
         f"{TAG}git_dirty": str(current.git_dirty).lower(),
         f"{TAG}package_version": current.package_version,
-        f"{TAG}data_fingerprint": meta["data_fingerprint"],
-        f"{TAG}scoring": ",".join(meta["scoring"]),
+        f"{TAG}data_fingerprint": str(meta.data_fingerprint),
+        f"{TAG}scoring": ",".join(meta.scoring),
         f"{TAG}params": json.dumps(dict(row.params), sort_keys=True)[:5000],
     }
     if current.git_sha:

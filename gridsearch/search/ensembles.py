@@ -1,4 +1,4 @@
-"""Estimators that can be scored along a path: one fit serves every smaller ``n_estimators``.
+"""Ensembles scored along a path: one fit serves every smaller ``n_estimators``.
 
 Forests draw each tree's seed in sequence and boosting adds stages in sequence, so the
 first ``k`` trees (stages) of a fitted ensemble are exactly the ensemble a fit with
@@ -23,20 +23,26 @@ from sklearn.ensemble import (
 )
 
 PATH_PARAM = "n_estimators"
+_EARLY_STOPPING = "n_iter_no_change"
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 _BOOSTING = (GradientBoostingClassifier, GradientBoostingRegressor)
 
 
-def supports_path(estimator: BaseEstimator) -> bool:
-    """Forests, and boosting without early stopping (which would cut the path short)."""
+def supports_path(estimator: BaseEstimator, params: Mapping[str, Any] | None = None) -> bool:
+    """Forests, and boosting without early stopping (which would cut the path short).
+
+    ``params`` are the candidate's parameters for ``estimator`` (``step__name`` or bare
+    names), read for an ``n_iter_no_change`` that turns early stopping on.
+    """
     if isinstance(estimator, _BOOSTING):
-        return estimator.n_iter_no_change is None
+        given = [value for name, value in (params or {}).items() if name.rpartition("__")[2] == _EARLY_STOPPING]
+        return (given[0] if given else estimator.n_iter_no_change) is None
     return isinstance(estimator, _FORESTS)
 
 
 def family_key(estimator: BaseEstimator, params: Mapping[str, Any]) -> str | None:
     """What candidates sharing one fit have in common: all params but ``n_estimators``."""
-    if not supports_path(estimator):
+    if not supports_path(estimator, params):
         return None
     rest = {name: value for name, value in params.items() if name.rpartition("__")[2] != PATH_PARAM}
     return json.dumps(rest, sort_keys=True, default=repr)

@@ -1,0 +1,205 @@
+"""The whole flow of ``gridsearch run``: prepare, check the workers, execute the plan, log, summarise."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gridsearch.errors import CandidateFailed, SearchInterrupted
+from gridsearch.execute.executor import SearchWork, StageReport, execute, open_client
+from gridsearch.execute.interrupts import DeferredInterrupts
+from gridsearch.execute.progress import Progress
+from gridsearch.execute.workers import check_workers, ship_modules, user_modules
+from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
+from gridsearch.log.results import cv_results, leaderboard
+from gridsearch.log.runlog import RunLog, ensure_writable, read_log
+from gridsearch.search.config import SearchConfig
+from gridsearch.search.prepare import PreparedSearch, prepare_search
+from kampai.cache import record_hits
+from kampai.provenance import code_version
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search gives back; ``cv_results`` has scikit-learn's ``cv_results_`` columns."""
+
+    search_id: str
+    log_path: Path
+    cv_results: pd.DataFrame
+    scoring: tuple[str, ...]
+    n_fits: int
+    n_errors: int
+    n_resumed: int
+    stages_computed: int = 0
+    stages_from_memo: int = 0
+
+    @property
+    def best_index(self) -> int:
+        return int(self.cv_results[f"rank_test_{self.scoring[0]}"].to_numpy().argmin())
+
+    @property
+    def best_candidate_id(self) -> str:
+        return str(self.cv_results["candidate_id"].iloc[self.best_index])
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        return dict(self.cv_results["params"].iloc[self.best_index])
+
+    @property
+    def best_score(self) -> float:
+        return float(self.cv_results[f"mean_test_{self.scoring[0]}"].iloc[self.best_index])
+
+
+def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True, top: int = 10, **overrides: Any) -> SearchResult:
+    """Run a search and return its results; the notebook twin of ``gridsearch run``.
+
+    Parameters
+    ----------
+    config : path or SearchConfig
+        The search YAML.
+    progress : bool
+        Show a tqdm bar and print the leaderboard.
+    top : int
+        Rows of the printed leaderboard.
+    **overrides
+        Config values by dotted key or nested dict, e.g. ``cv={"folds": 5}`` or
+        ``**{"data.rows": 20000}``.
+
+    Raises
+    ------
+    SearchInterrupted
+        On Ctrl-C, after cancelling pending work and flushing the log.
+    CandidateFailed
+        When a fit raises and ``search.error_score`` is ``raise``.
+    """
+    search = prepare_search(config, **overrides)
+    ensure_writable(search.config.log_dir)
+    done = _recorded_fits(search.log_path)
+    say = print if progress else _silent
+    say(search.plan.summary())
+    say(_resume_or_new(search, len(done)))
+    stages: list[StageReport] = []
+    interrupts = DeferredInterrupts()
+    try:
+        with interrupts.installed(), RunLog(search.log_path, _metadata(search)) as log, open_client(search.config.cluster) as client:
+            if client.dashboard_link:
+                say(f"dashboard: {client.dashboard_link}")
+            check_workers(client)
+            params = {value for candidate in search.candidates for value in candidate.params.values() if isinstance(value, str)}
+            shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
+            if shipped:
+                say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
+            tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
+
+            def on_records(records: Sequence[FitRecord]) -> None:
+                with interrupts.deferred():
+                    log.append(records)
+                tracker.update(records)
+                _raise_if_required(search, records)
+
+            try:
+                execute(client, _work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append)
+            finally:
+                tracker.close()
+    except KeyboardInterrupt:
+        raise SearchInterrupted(search.log_path) from None
+    from_memo = sum(report.from_memo for report in stages)
+    if search.config.cache.dir is not None and stages:
+        record_hits(search.config.cache.dir, search.search_id, from_memo, len(stages) - from_memo)
+    table = cv_results(read_log(search.log_path), search.candidates, search.plan.folds, search.config.scoring)
+    result = SearchResult(search.search_id, search.log_path, table, search.config.scoring,
+                          search.plan.n_fits, int(table["n_errors"].sum()), len(done), len(stages) - from_memo, from_memo)
+    say(_summary(result, top))
+    return result
+
+
+def resume(log_path: str | os.PathLike[str], *, progress: bool = True, top: int = 10, **overrides: Any) -> SearchResult:
+    """Run again the search whose log is ``log_path``, with the config that log keeps."""
+    return run(config_of_log(log_path, **overrides), progress=progress, top=top)
+
+
+def config_of_log(log_path: str | os.PathLike[str], **overrides: Any) -> SearchConfig:
+    """The validated config a search's log keeps in its ``search.json``."""
+    directory = Path(log_path)
+    return SearchMeta.read(directory).search_config(directory, overrides)
+
+
+def _work(search: PreparedSearch) -> SearchWork:
+    """What the executor needs, with the memo directory made absolute for remote workers."""
+    cfg, inputs, version = search.config, search.inputs, code_version()
+    stamp = RecordStamp(search.search_id, inputs.data_fingerprint, version.git_sha, version.git_dirty, version.package_version,
+                        cfg.scoring, cfg.error_score if isinstance(cfg.error_score, float) else float("nan"))
+    memo = cfg.cache.dir
+    return SearchWork(stamp=stamp, data_spec=inputs.data_spec, frame=inputs.frame, pipeline=inputs.pipeline, plan=search.plan,
+                      rows_id=inputs.rows_id, memo_location=None if memo is None else str(memo.resolve()), memo_stages=cfg.cache.stages)
+
+
+def _raise_if_required(search: PreparedSearch, records: Sequence[FitRecord]) -> None:
+    if search.config.error_score != "raise":
+        return
+    for record in records:
+        if record.status is Status.ERROR:
+            raise CandidateFailed(
+                f"candidate {record.candidate_id} {record.params} failed on fold {record.fold}: {record.error} "
+                f"(search.error_score is 'raise'; set it to nan to record failures and go on)",
+                record.traceback or "",
+            )
+
+
+def _resume_or_new(search: PreparedSearch, done: int) -> str:
+    """Say whether this run resumes its search or starts a new one, and why it is new."""
+    if done:
+        return f"resuming search {search.search_id}: {done} fits already in {search.log_path}"
+    previous = _previous_search(search)
+    if previous is None:
+        return f"new search {search.search_id}, logging to {search.log_path}"
+    changed = [key for key in search.scope if previous.scope.get(key) != search.scope[key]] or ["nothing recorded"]
+    return (f"new search {search.search_id}: {', '.join(changed)} changed since search {previous.search_id} "
+            f"from the same config, whose log stays as it was")
+
+
+def _previous_search(search: PreparedSearch) -> SearchMeta | None:
+    """The latest other search run from the same config file, if its log is in the same place."""
+    if search.config.path is None or not search.config.log_dir.is_dir():
+        return None
+    same_file = [meta for d in search.config.log_dir.iterdir() if d.is_dir() and d.name != search.search_id
+                 and (meta := SearchMeta.read(d)).config_path == str(search.config.path) and meta.scope is not None]
+    return max(same_file, key=lambda meta: meta.created or "", default=None)
+
+
+def _recorded_fits(log_path: Path) -> set[tuple[str, int]]:
+    """(candidate, fold) pairs the log already holds a result for (lost tasks are redone)."""
+    if not log_path.is_dir():
+        return set()
+    records = read_log(log_path)
+    finished = records[records["status"] != Status.LOST]
+    return set(zip(finished["candidate_id"], finished["fold"].astype(int)))
+
+
+def _metadata(search: PreparedSearch) -> SearchMeta:
+    cfg = search.config
+    return SearchMeta(
+        search_id=search.search_id, scoring=cfg.scoring, folds=cfg.cv.folds, config=cfg.raw, config_source=cfg.source,
+        config_path=None if cfg.path is None else str(cfg.path), scope=search.scope, data_fingerprint=search.inputs.data_fingerprint,
+        code_version=code_version().as_dict(), created=datetime.now(UTC).isoformat(),
+    )
+
+
+def _summary(result: SearchResult, top: int) -> str:
+    scorer = result.scoring[0]
+    board = leaderboard(result.cv_results, scorer, top).to_string(float_format=lambda v: f"{v:.4f}")
+    failed = f", {result.n_errors} failed" if result.n_errors else ""
+    resumed = f" ({result.n_resumed} from an earlier run)" if result.n_resumed else ""
+    memo = f"; raw stages: {result.stages_computed} computed, {result.stages_from_memo} from the memo" if result.stages_computed + result.stages_from_memo else ""
+    return (f"\n{board}\n\n{result.n_fits} fits{resumed}{failed}{memo}\n"
+            f"best {scorer} = {result.best_score:.4f} ({result.best_candidate_id})\nrun log: {result.log_path}")
+
+
+def _silent(*args: object) -> None:
+    """Print nothing (``progress=False``)."""

@@ -1,0 +1,207 @@
+"""Running a plan on Dask: data sent once, raw stages and prefixes shared, fits batched.
+
+Task graph: ``data-…`` (the rows and folds, recomputable: :mod:`gridsearch.search.dataset`)
+→ per fold ``stage-…`` (one per distinct raw stage of the plan, memoised across searches) →
+``prep-…`` (one per prefix group) → ``fit-…`` (batches of fit families, run where their
+prefix is; :mod:`gridsearch.execute.batching` cuts them). Tasks are submitted as a stream
+with a bounded number in flight, so a grid of any size starts at once and the client's
+memory stays flat. The executor only submits, batches and collects: the plan decided
+everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import dask
+import pandas as pd
+from distributed import Client, Future, LocalCluster, as_completed
+from sklearn.base import BaseEstimator
+
+from gridsearch.errors import GridsearchError
+from gridsearch.execute.batching import FitBatch, FitCosts, Pending, fit_batches
+from gridsearch.execute.tasks import failure, fit_batch, prepare, run_stage, stage_summary
+from gridsearch.log.records import FitRecord, RecordStamp, Status
+from gridsearch.search.config import ClusterConfig
+from gridsearch.search.dataset import DataSpec, rebuild
+from gridsearch.search.plan import Plan, RawStage
+from kampai.errors import KampaiError
+from kampai.ids import content_id
+
+CONNECT_TIMEOUT = "10s"
+
+
+@contextlib.contextmanager
+def open_client(cluster: ClusterConfig) -> Iterator[Client]:
+    """A client on ``cluster.address``, or on a new loopback ``LocalCluster``.
+
+    The local cluster runs one single-threaded worker process per core (or
+    ``cluster.workers``), so BLAS and the GIL never make fits compete.
+    """
+    if cluster.address:
+        try:
+            client = Client(cluster.address, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise GridsearchError(
+                f"cannot reach the Dask scheduler at {cluster.address} within {CONNECT_TIMEOUT} ({exc}); "
+                "start one with 'dask scheduler', or set no cluster.address for a local cluster"
+            ) from None
+        with client:
+            yield client
+        return
+    with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}):
+        local = LocalCluster(
+            n_workers=cluster.workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=cluster.dashboard,
+        )
+    with local, Client(local) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class SearchWork:
+    """What the executor runs: the data, the pipeline, the plan, and where stages are memoised.
+
+    ``frame`` is the loaded data when workers cannot load it themselves (see
+    :mod:`gridsearch.search.dataset`). ``stamp`` carries the search id (task keys) and what
+    every record shares; ``rows_id`` identifies the rows and folds only (data fingerprint,
+    hold-out, cv), for memo keys shared by any search on them; ``memo_stages`` limits the
+    memo to those raw stages (None: all).
+    """
+
+    stamp: RecordStamp
+    data_spec: DataSpec
+    frame: pd.DataFrame | None
+    pipeline: BaseEstimator
+    plan: Plan
+    rows_id: str
+    memo_location: str | None
+    memo_stages: frozenset[str] | None
+
+    def memo_for(self, stage: RawStage) -> str | None:
+        return self.memo_location if self.memo_stages is None or stage.path in self.memo_stages else None
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """One raw stage task as the client sees it; a task that died counts as failed."""
+
+    path: str
+    from_memo: bool
+    seconds: float
+    failed: bool
+
+
+OnRecords = Callable[[Sequence[FitRecord]], None]
+OnStage = Callable[[StageReport], None]
+
+
+def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRecords, on_stage: OnStage) -> None:
+    """Run every (candidate, fold) of ``work.plan`` for which ``pending`` is true.
+
+    ``on_records(records)`` is called in the client as each fit batch completes,
+    ``on_stage(report)`` as each raw stage does. If anything interrupts the loop (Ctrl-C,
+    a callback raising), the work still in flight is cancelled.
+
+    Raises
+    ------
+    GridsearchError
+        When the workers cannot rebuild the search's rows (e.g. a data file that differs
+        from the client's); nothing is recorded for the fits that needed them.
+    """
+    inputs = _Inputs(client, work)
+    costs = FitCosts()
+    in_flight: dict[str, tuple[Future, FitBatch | RawStage]] = {}
+    max_in_flight = 3 * max(1, sum(client.nthreads().values()))
+    finished = as_completed()
+
+    def watch(future: Future, what: FitBatch | RawStage) -> None:
+        in_flight[future.key] = (future, what)
+        finished.add(future)
+        while finished.count() >= max_in_flight:
+            collect(next(finished))
+
+    def collect(future: Future) -> None:
+        _, what = in_flight.pop(future.key)
+        if isinstance(what, RawStage):
+            on_stage(StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True))
+            return
+        records = future.result() if future.status == "finished" else _lost(what, future, work.stamp)
+        costs.observe(what.cost_key, records, len(what.families))
+        on_records(records)
+
+    try:
+        for batch in fit_batches(work.plan, pending, costs):
+            source = inputs.source(batch, watch)
+            key = f"fit-{content_id(batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
+            watch(client.submit(fit_batch, source, batch.fold, work.pipeline, batch.families, work.stamp, key=key, pure=False), batch)
+        for future in finished:
+            collect(future)
+    except BaseException:
+        client.cancel([future for future, _ in in_flight.values()])
+        raise
+
+
+class _Inputs:
+    """The data, raw stage and prefix tasks fits read from, submitted on first use.
+
+    A raw stage task is kept until the last group that reads it has been submitted.
+    """
+
+    def __init__(self, client: Client, work: SearchWork) -> None:
+        self._client, self._work = client, work
+        self._data = client.submit(rebuild, work.data_spec, work.frame, key=f"data-{work.stamp.search_id}", pure=False)
+        self._stages: dict[str, Future] = {}
+        self._preps: dict[tuple[int, int], Future] = {}
+        self._group = -1
+        self._last_use = {(fold, stage.id): index for index, group in enumerate(work.plan.groups)
+                          for stage in group.stages for fold in range(work.plan.folds)}
+
+    def source(self, batch: FitBatch, watch: Callable[[Future, RawStage], None]) -> Future:
+        """The task a batch's fits read: its group's prefix on the fold, or the data itself."""
+        if batch.group_index != self._group:
+            self._release(self._group)
+            self._group = batch.group_index
+        if not self._work.plan.has_prefix:
+            return self._data
+        key = (batch.group_index, batch.fold)
+        if key not in self._preps:
+            stages = {stage.path: self._stage(stage, batch.fold, watch) for stage in batch.group.stages}
+            self._preps[key] = self._client.submit(prepare, self._data, batch.fold, self._work.pipeline, batch.group.params, stages,
+                                                   key=f"prep-{batch.group.id}-{batch.fold}", pure=False)
+        return self._preps[key]
+
+    def _stage(self, stage: RawStage, fold: int, watch: Callable[[Future, RawStage], None]) -> Future:
+        key = f"stage-{content_id(self._work.stamp.search_id, fold, stage.id)}"
+        if (fold, stage.id) not in self._stages:
+            work = self._work
+            self._stages[(fold, stage.id)] = future = self._client.submit(
+                run_stage, self._data, fold, stage, f"{work.rows_id}-{fold}", work.memo_for(stage), key=key, pure=False)
+            watch(self._client.submit(stage_summary, future, key=f"info-{key}", pure=False), stage)
+        return self._stages[(fold, stage.id)]
+
+    def _release(self, index: int) -> None:
+        """Drop the client's hold on the group's prefixes, and on stages no later group reads."""
+        for key in [key for key in self._preps if key[0] == index]:
+            del self._preps[key]
+        for key in [key for key, last in self._last_use.items() if last == index]:
+            self._stages.pop(key, None)
+
+
+def _lost(batch: FitBatch, future: Future, stamp: RecordStamp) -> list[FitRecord]:
+    """Records for a batch whose task itself failed (e.g. its worker died too often): redone on resume.
+
+    Bad input met by the task's inputs (rows that cannot be rebuilt or read on a worker)
+    is not the candidates' doing: it stops the search instead.
+    """
+    exc = future.exception()
+    if isinstance(exc, (GridsearchError, KampaiError)):
+        raise exc
+    error, trace = failure(exc)
+    return [FitRecord.of(stamp, item, batch.fold, Status.LOST, {}, error=error, traceback=trace) for item in batch.items]

@@ -1,0 +1,193 @@
+"""What runs on the workers: raw stages through the memo, prefixes, fit families; failures become records.
+
+Every function here takes what the plan decided (:mod:`gridsearch.search.plan`) and runs it;
+none of them groups or re-plans.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.metrics import get_scorer
+from sklearn.utils import _safe_indexing
+
+from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
+from gridsearch.search.dataset import Dataset
+from gridsearch.search.ensembles import truncated
+from gridsearch.search.plan import FitFamily, RawStage, final_step_name
+from gridsearch.search.space import resolve, step_names
+from gridsearch.search.stages import assemble, fit_stage
+from kampai.cache import StageMemo, StageOutput
+
+_TRACEBACK_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """A raw stage on one fold, or the error that prevented it."""
+
+    path: str
+    output: StageOutput | None
+    from_memo: bool
+    seconds: float
+    error: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fold's data after the shared prefix, or the error that prevented it."""
+
+    X_train: Any
+    y_train: np.ndarray
+    X_test: Any
+    y_test: np.ndarray
+    seconds: float
+    error: tuple[str, str] | None = None
+    warnings: str | None = None
+
+    @classmethod
+    def raw(cls, dataset: Dataset, fold: int) -> Prepared:
+        """The fold's rows as they are: for a pipeline without a prefix."""
+        return cls(*dataset.fold(fold), 0.0)
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """``("Type: message", traceback)`` of an exception, bounded in size."""
+    text = "".join(traceback.format_exception(exc))
+    return f"{type(exc).__name__}: {exc}", text[-_TRACEBACK_CHARS:]
+
+
+def run_stage(dataset: Dataset, fold: int, stage: RawStage, rows_id: str, memo_location: str | None) -> StageResult:
+    """Fit one raw stage on a fold's train rows and transform both sides, through the memo."""
+    X_train, y_train, X_test, _ = dataset.fold(fold)
+    start = time.perf_counter()
+    try:
+        if stage.columns is not None:
+            selected = stage.columns(X_train) if callable(stage.columns) else stage.columns
+            X_train, X_test = _safe_indexing(X_train, selected, axis=1), _safe_indexing(X_test, selected, axis=1)
+        output, from_memo = fit_stage(X_train, y_train, X_test, stage.estimator, rows_id, stage.path, StageMemo(memo_location))
+    except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
+        return StageResult(stage.path, None, False, time.perf_counter() - start, failure(exc))
+    return StageResult(stage.path, output, from_memo, time.perf_counter() - start)
+
+
+def stage_summary(result: StageResult) -> tuple[str, bool, float, bool]:
+    """``(path, from_memo, seconds, failed)``: what the client counts, without the matrices."""
+    return result.path, result.from_memo, result.seconds, result.error is not None
+
+
+def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params: Mapping[str, Any], stages: Mapping[str, StageResult]) -> Prepared:
+    """Fit the pipeline's prefix on the fold's train rows and transform both sides.
+
+    Raw stages computed by :func:`run_stage` stand in for their steps, so only the rest
+    of the prefix (and the assembly of a ``ColumnTransformer``) runs here.
+    """
+    X_train, y_train, X_test, y_test = dataset.fold(fold)
+    failed = next((result.error for result in stages.values() if result.error is not None), None)
+    if failed is not None:
+        return Prepared(None, y_train, None, y_test, 0.0, failed)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            prefix = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))[:-1]
+            prefix = assemble(prefix, {path: result.output for path, result in stages.items()})
+            Xt_train = prefix.fit_transform(X_train, y_train)
+            Xt_test = prefix.transform(X_test)
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
+            return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught))
+    seconds = time.perf_counter() - start + sum(result.seconds for result in stages.values())
+    return Prepared(Xt_train, y_train, Xt_test, y_test, seconds, warnings=_summarise(caught))
+
+
+def fit_batch(source: Prepared | Dataset, fold: int, pipeline: BaseEstimator, families: Sequence[FitFamily],
+              stamp: RecordStamp) -> list[FitRecord]:
+    """Fit and score each family's final estimator on a fold, one record per item.
+
+    ``source`` is the fold's prepared prefix output, or the whole dataset when the
+    pipeline has no prefix. A family's first item is fitted; the others are scored on its
+    first trees (``shared_fit`` names the fitted candidate, their ``fit_time`` is 0).
+    Warnings are recorded, not printed.
+    """
+    prepared = source if isinstance(source, Prepared) else Prepared.raw(source, fold)
+    fitting = _Fitting(prepared, pipeline, fold, stamp, {name: get_scorer(name) for name in stamp.scoring}, _worker_address())
+    return [record for family in families for record in fitting.family(family)]
+
+
+@dataclass(frozen=True)
+class _Fitting:
+    """The fixed parts of one fit task, so each family's fit reads as one short method."""
+
+    prepared: Prepared
+    pipeline: BaseEstimator
+    fold: int
+    stamp: RecordStamp
+    scorers: Mapping[str, Any]
+    worker: str
+
+    def family(self, family: FitFamily) -> list[FitRecord]:
+        started = time.time()
+        prepared = self.prepared
+        if prepared.error is not None:
+            return [self._record(item, started, prepared.warnings, error=prepared.error) for item in family.items]
+        leader = family.items[0]
+        outcomes: list[dict[str, Any]] = []
+        error = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                estimator = _final_estimator(self.pipeline, resolve(leader.params, step_names(self.pipeline)))
+                start = time.perf_counter()
+                estimator.fit(prepared.X_train, prepared.y_train)
+                fit_time = time.perf_counter() - start
+                for item in family.items:
+                    view = estimator if item is leader else truncated(estimator, item.n_estimators)
+                    start = time.perf_counter()
+                    scores = {name: float(scorer(view, prepared.X_test, prepared.y_test)) for name, scorer in self.scorers.items()}
+                    shared = item is not leader
+                    outcomes.append({"scores": scores, "score_time": time.perf_counter() - start, "fit_time": 0.0 if shared else fit_time,
+                                     "shared_fit": leader.candidate_id if shared else None})
+            except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
+                error = failure(exc)
+        notes = _summarise(caught, prepared.warnings)
+        scored = [self._record(item, started, notes, **outcome) for item, outcome in zip(family.items, outcomes)]
+        return scored + [self._record(item, started, notes, error=error) for item in family.items[len(outcomes):]]
+
+    def _record(self, item: FitItem, started: float, notes: str | None, *, error: tuple[str, str] | None = None,
+                scores: Mapping[str, float] | None = None, **times: Any) -> FitRecord:
+        message, trace = error or (None, None)
+        return FitRecord.of(self.stamp, item, self.fold, Status.OK if error is None else Status.ERROR, scores or {},
+                            prep_time=self.prepared.seconds, worker=self.worker, error=message, traceback=trace,
+                            warnings=notes, started=started, finished=time.time(), **times)
+
+
+def _summarise(caught: list[warnings.WarningMessage], earlier: str | None = None) -> str | None:
+    """Distinct warnings, one per line, so they land in the log, not on the terminal."""
+    lines = dict.fromkeys([*(earlier.splitlines() if earlier else []), *(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught)])
+    return "\n".join(lines) or None
+
+
+def _final_estimator(pipeline: BaseEstimator, params: dict[str, Any]) -> BaseEstimator:
+    """A fresh final estimator with ``params`` (addressed as in the whole pipeline) set."""
+    final_step = final_step_name(pipeline)
+    if final_step is None:
+        return clone(pipeline).set_params(**params)
+    estimator = clone(params.pop(final_step, pipeline.steps[-1][1]))
+    strip = len(final_step) + 2
+    return estimator.set_params(**{name[strip:]: value for name, value in params.items()})
+
+
+def _worker_address() -> str:
+    from distributed import get_worker
+
+    try:
+        return get_worker().address
+    except ValueError:
+        return "local"

@@ -1,0 +1,1 @@
+"""The winners: promotion to MLflow, prediction from the registry, the registry table."""

@@ -1,0 +1,1 @@
+"""Defining a search: its config, space, inputs, raw stages, ensembles and plan. Knows nothing of Dask."""

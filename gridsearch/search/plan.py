@@ -1,0 +1,215 @@
+"""The plan: every piece of work of a search, decided once, before anything runs.
+
+A pipeline's steps before the final estimator (its *prefix*) depend only on the parameters
+addressed to them, so candidates with the same prefix parameters form a :class:`PrepGroup`
+that shares one fitted prefix per fold. Each group carries the raw stages its prefix reads
+the data with (:mod:`gridsearch.search.stages`) and its fit families: candidates whose
+final estimators can share one fit (:mod:`gridsearch.search.ensembles`). ``--dry-run``
+counts these, the executor submits them, and workers run them; none of them re-plans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from sklearn.base import BaseEstimator, clone
+from sklearn.pipeline import Pipeline
+
+from gridsearch.log.records import FitItem
+from gridsearch.search.ensembles import PATH_PARAM, family_key
+from gridsearch.search.space import Candidate, resolve, step_names
+from gridsearch.search.stages import is_inert, raw_stages, splits_into_stages, stage_estimator, stage_params
+from kampai.ids import content_id
+from kampai.pipeline import make_estimator
+
+DEFAULT_KIND = "default"  # the final estimator the pipeline was built with
+
+
+@dataclass(frozen=True)
+class RawStage:
+    """A raw stage as one group's prefix configures it; one task per fold for each distinct ``id``.
+
+    ``estimator`` is the configured (unfitted) stage, ``columns`` the columns it reads
+    (None: all of them).
+    """
+
+    path: str
+    params: Mapping[str, Any]
+    estimator: BaseEstimator
+    columns: Any
+    id: str
+
+
+@dataclass(frozen=True)
+class FitFamily:
+    """Candidates of one final-estimator ``kind`` that one fit serves.
+
+    ``items[0]`` is fitted; the others differ from it only in a smaller ``n_estimators``
+    and are scored on its first trees. Most families have one item.
+    """
+
+    kind: str
+    items: tuple[FitItem, ...]
+
+    def pending(self, keep: Any) -> FitFamily | None:
+        """The family without the items ``keep(item)`` rejects, or None when none is left."""
+        items = tuple(item for item in self.items if keep(item))
+        return None if not items else self if len(items) == len(self.items) else FitFamily(self.kind, items)
+
+
+@dataclass(frozen=True)
+class PrepGroup:
+    """Candidates that share their preprocessing.
+
+    Attributes
+    ----------
+    id : str
+        Content hash of the search scope and the prefix parameters.
+    params : mapping
+        The parameters addressed to the prefix (empty when there is none).
+    stages : tuple of RawStage
+        The raw stages the prefix is assembled from (empty when it is fitted whole).
+    families : tuple of FitFamily
+        The group's candidates, in search-space order of their first member.
+    """
+
+    id: str
+    params: Mapping[str, Any]
+    stages: tuple[RawStage, ...]
+    families: tuple[FitFamily, ...]
+
+    @property
+    def n_candidates(self) -> int:
+        return sum(len(family.items) for family in self.families)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole work of a search: groups times folds.
+
+    ``has_prefix`` is False for a pipeline that is its final estimator alone: then there
+    is no preprocessing task, and fits read the fold's rows directly.
+    """
+
+    groups: tuple[PrepGroup, ...]
+    folds: int
+    has_prefix: bool
+
+    @property
+    def n_candidates(self) -> int:
+        return sum(group.n_candidates for group in self.groups)
+
+    @property
+    def n_fits(self) -> int:
+        return self.n_candidates * self.folds
+
+    @property
+    def n_prep_tasks(self) -> int:
+        return len(self.groups) * self.folds if self.has_prefix else 0
+
+    @property
+    def stages_per_fold(self) -> int:
+        return len({stage.id for group in self.groups for stage in group.stages})
+
+    @property
+    def n_families(self) -> int:
+        return sum(len(group.families) for group in self.groups)
+
+    def summary(self) -> str:
+        """One line for ``--dry-run`` and the start of a run: the tasks that will run."""
+        fits = f"{self.n_candidates} candidates x {self.folds} folds = {self.n_fits} fits"
+        shared = (f"; {self.n_families * self.folds} fits along n_estimators serve them"
+                  if self.n_families < self.n_candidates else "")
+        if not self.has_prefix:
+            return f"{fits}{shared}; no preprocessing to share (the pipeline is its final estimator alone)"
+        reuse = self.n_fits / self.n_prep_tasks if self.n_prep_tasks else 0.0
+        stages = f" on {self.stages_per_fold} raw stage tasks per fold" if self.stages_per_fold else ""
+        return (f"{fits}{shared}; {self.n_prep_tasks} prefix tasks ({len(self.groups)} per fold){stages}, "
+                f"each prefix reused by {reuse:.1f} fits on average")
+
+
+def final_step_name(pipeline: BaseEstimator) -> str | None:
+    """Name of the final step when ``pipeline`` has a prefix to share, else None."""
+    if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
+        return pipeline.steps[-1][0]
+    return None
+
+
+def split_params(params: Mapping[str, Any], final_step: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(prefix_params, final_params)``: final ones address the last step or swap it."""
+    if final_step is None:
+        return {}, dict(params)
+    prefix, final = {}, {}
+    for name, value in params.items():
+        is_final = name == final_step or name.startswith(f"{final_step}__")
+        (final if is_final else prefix)[name] = value
+    return prefix, final
+
+
+def make_plan(candidates: Sequence[Candidate], pipeline: BaseEstimator, folds: int, scope: Any) -> Plan:
+    """Group ``candidates`` by their prefix parameters (groups in order of first use), each with
+    its raw stages and fit families."""
+    final_step = final_step_name(pipeline)
+    members: dict[str, list[Candidate]] = {}
+    prefixes: dict[str, dict[str, Any]] = {}
+    for candidate in candidates:
+        prefix, _ = split_params(candidate.params, final_step)
+        group_id = content_id(scope, prefix)
+        prefixes.setdefault(group_id, prefix)
+        members.setdefault(group_id, []).append(candidate)
+    names = sorted({name for prefix in prefixes.values() for name in prefix})
+    split = splits_into_stages(pipeline, names)
+    groups = tuple(
+        PrepGroup(gid, prefixes[gid], _stages(pipeline, prefixes[gid]) if split else (), _families(pipeline, members[gid], final_step))
+        for gid in members
+    )
+    return Plan(groups=groups, folds=folds, has_prefix=final_step is not None)
+
+
+def _stages(pipeline: BaseEstimator, prefix_params: Mapping[str, Any]) -> tuple[RawStage, ...]:
+    """The raw stages a group's prefix reads the data with; ``drop`` and ``passthrough`` are none."""
+    prefix = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))[:-1]
+    stages = []
+    for path in raw_stages(pipeline):
+        estimator, columns = stage_estimator(prefix, path)
+        if not is_inert(estimator):
+            params = stage_params(prefix_params, path)
+            stages.append(RawStage(path, params, estimator, columns, content_id(path, params)))
+    return tuple(stages)
+
+
+def _families(pipeline: BaseEstimator, candidates: Sequence[Candidate], final_step: str | None) -> tuple[FitFamily, ...]:
+    """Candidates grouped so that each group needs one fit, largest ``n_estimators`` first."""
+    families: dict[tuple[str, str], list[FitItem]] = {}
+    for candidate in candidates:
+        final = split_params(candidate.params, final_step)[1]
+        kind = str(final.get(final_step or "", DEFAULT_KIND))
+        estimator = _kind_estimator(pipeline, kind)
+        shared = None if estimator is None else family_key(estimator, final)
+        n_estimators = _n_estimators(estimator, final) if shared is not None else None
+        item = FitItem(candidate.id, final, json.dumps(candidate.params, sort_keys=True), n_estimators)
+        families.setdefault((kind, shared or candidate.id), []).append(item)
+    return tuple(
+        FitFamily(kind, tuple(sorted(items, key=lambda item: -(item.n_estimators or 0))))
+        for (kind, _), items in families.items()
+    )
+
+
+def _n_estimators(estimator: BaseEstimator, final_params: Mapping[str, Any]) -> int:
+    given = [value for name, value in final_params.items() if name.rpartition("__")[2] == PATH_PARAM]
+    return int(given[0]) if given else int(getattr(estimator, PATH_PARAM))
+
+
+@cache
+def _kind_estimator(pipeline: BaseEstimator, kind: str) -> BaseEstimator | None:
+    """A default instance of a final estimator kind, to know whether it has a path."""
+    if kind == DEFAULT_KIND:
+        return pipeline.steps[-1][1] if final_step_name(pipeline) else pipeline
+    try:
+        return make_estimator(kind)
+    except ValueError:
+        return None

@@ -1,0 +1,85 @@
+"""A search before any work: its inputs loaded, its space expanded and its plan made; nothing computed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sklearn.base import BaseEstimator
+
+from gridsearch.search.config import SearchConfig, load_config
+from gridsearch.search.dataset import Dataset, Holdout
+from gridsearch.search.inputs import SearchInputs, load_inputs
+from gridsearch.search.plan import Plan, make_plan
+from gridsearch.search.space import Candidate, expand
+from gridsearch.search.stages import raw_stages
+from kampai.ids import content_id, did_you_mean
+
+
+@dataclass(frozen=True)
+class PreparedSearch:
+    """Everything known before any work is sent: validated, expanded, planned.
+
+    ``search_id`` hashes the scope and the scorers: one id for the log directory, the
+    records and the Dask task keys.
+    """
+
+    inputs: SearchInputs
+    search_id: str
+    candidates: tuple[Candidate, ...]
+    plan: Plan
+
+    @property
+    def config(self) -> SearchConfig:
+        return self.inputs.config
+
+    @property
+    def pipeline(self) -> BaseEstimator:
+        return self.inputs.pipeline
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.inputs.dataset
+
+    @property
+    def holdout(self) -> Holdout | None:
+        return self.inputs.holdout
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """What the search id hashes: the inputs' scope and the scorers."""
+        return {**self.inputs.scope, "scoring": list(self.config.scoring)}
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.log_dir / self.search_id
+
+
+def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: Any) -> PreparedSearch:
+    """Validate the config against the pipeline and the data, expand and plan; compute nothing.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem, naming the file and the key.
+    """
+    cfg = config if isinstance(config, SearchConfig) else load_config(config, overrides)
+    inputs = load_inputs(cfg)
+    _check_memo_stages(cfg, inputs.pipeline)
+    candidates = tuple(expand(cfg, inputs.pipeline, inputs.scope))
+    return PreparedSearch(
+        inputs=inputs,
+        search_id=content_id(inputs.scope, list(cfg.scoring)),
+        candidates=candidates,
+        plan=make_plan(candidates, inputs.pipeline, cfg.cv.folds, inputs.scope),
+    )
+
+
+def _check_memo_stages(cfg: SearchConfig, pipeline: BaseEstimator) -> None:
+    known = sorted(raw_stages(pipeline))
+    for stage in sorted(cfg.cache.stages or ()):
+        if stage not in known:
+            allowed = ", ".join(known) if known else "none: the pipeline has no step before its final estimator"
+            raise cfg.error("cache.stages", f"unknown stage {stage!r}{did_you_mean(stage, known)} (raw stages: {allowed})")
