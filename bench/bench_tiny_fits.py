@@ -220,9 +220,10 @@ def _report(result: Any, single: _SingleCore, wall: float, records: list[Any], s
     print(f"max |score difference| vs the single-core fits: {diff:.1e}; errors: {result.n_errors}")
     if result.n_errors:
         import gridsearch
+        from gridsearch.log.records import Status
 
         log = gridsearch.read_log(result.log_path)
-        print(f"  FIRST ENGINE ERROR: {log.loc[log['status'] != 'ok', 'error'].iloc[0]}")
+        print(f"  FIRST ENGINE ERROR: {log.loc[log['status'] != Status.OK, 'error'].iloc[0]}")
     print(f"batching: {result.n_fits} fits in {fit_tasks} fit tasks ({result.n_fits / max(fit_tasks, 1):.0f} fits per task, "
           f"{fit_seconds / max(fit_tasks, 1) * 1000:.0f} ms of compute per task)")
     print(busy_line(records, wall))
