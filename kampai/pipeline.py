@@ -41,15 +41,18 @@ def import_object(path: str) -> Any:
 
 
 def make_estimator(path: str, params: Mapping[str, Any] | None = None) -> BaseEstimator:
-    """Instantiate the estimator class at ``path`` with ``params``."""
+    """Instantiate the estimator class at ``path`` with ``params``.
+
+    The path must name a scikit-learn estimator class (a ``BaseEstimator`` subclass) before
+    anything is called: a config naming ``subprocess.run`` is refused, not run.
+    """
     cls = import_object(path)
+    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
+        raise KampaiError(f"{path} is not a scikit-learn estimator class (a BaseEstimator subclass); name one, e.g. sklearn.linear_model.Ridge")
     try:
-        estimator = cls(**dict(params or {}))
+        return cls(**dict(params or {}))
     except TypeError as exc:
         raise KampaiError(f"cannot build {path}: {exc}") from None
-    if not hasattr(estimator, "get_params"):
-        raise KampaiError(f"{path} is not a scikit-learn estimator (it has no get_params)")
-    return estimator
 
 
 def build_pipeline(factory: str | None = None, steps: Sequence[Mapping[str, Any]] | None = None) -> BaseEstimator:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import get_scorer
+from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 
 from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
@@ -100,7 +101,7 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
             prefix = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))[:-1]
             prefix = assemble(prefix, {path: result.output for path, result in stages.items()})
             Xt_train = prefix.fit_transform(X_train, y_train)
-            Xt_test = prefix.transform(X_test)
+            Xt_test = _transform(prefix, X_test)
         except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
             return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught))
     seconds = time.perf_counter() - start + sum(result.seconds for result in stages.values())
@@ -166,6 +167,18 @@ class _Fitting:
         return FitRecord.of(self.stamp, item, self.fold, Status.OK if error is None else Status.ERROR, scores or {},
                             prep_time=self.prepared.seconds, worker=self.worker, error=message, traceback=trace,
                             warnings=notes, started=started, finished=time.time(), **times)
+
+
+def _transform(prefix: Pipeline, X: Any) -> Any:
+    """``X`` through the fitted ``prefix``'s steps, as the whole pipeline's ``predict`` passes it.
+
+    Not ``prefix.transform``: that checks the prefix's last step is fitted, which refuses a
+    stateless transformer with no fitted attributes (the whole pipeline never checks it).
+    """
+    for _, step in prefix.steps:
+        if step is not None and step != "passthrough":
+            X = step.transform(X)
+    return X
 
 
 def _summarise(caught: list[warnings.WarningMessage], earlier: str | None = None) -> str | None:

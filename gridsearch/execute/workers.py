@@ -8,6 +8,7 @@ worker ran it), and it uploads the user's own modules, which workers cannot impo
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
 import tempfile
 import zipfile
@@ -89,16 +90,21 @@ def ship_modules(client: Client, modules: Iterable[str]) -> list[str]:
     """Send the user's modules to the scheduler and every worker (also workers joining later).
 
     A module inside a package sends the whole top-level package, zipped. Uploads are
-    registered under stable names, so running again replaces them. Returns what was sent.
+    registered under stable names, so running again replaces them. A scheduler running in
+    this process (a ``LocalCluster``'s) gets nothing: it imports the client's own modules
+    already, and an upload would re-import them from its scratch directory in place of the
+    user's files. Returns what was sent.
     """
     from distributed.diagnostics.plugin import SchedulerUploadFile, UploadFile
 
+    local_scheduler = client.run_on_scheduler(os.getpid) == os.getpid()
     sent = []
     for top in sorted({name.partition(".")[0] for name in modules}):
         module = sys.modules[top]
         source = Path(module.__file__ or "")
-        upload = source if source.name != "__init__.py" else _zipped(source.parent)
-        for plugin in (SchedulerUploadFile(str(upload)), UploadFile(str(upload))):
+        upload = str(source if source.name != "__init__.py" else _zipped(source.parent))
+        plugins = [UploadFile(upload)] if local_scheduler else [SchedulerUploadFile(upload), UploadFile(upload)]
+        for plugin in plugins:
             client.register_plugin(plugin, name=f"gridsearch-upload-{top}")
         sent.append(top)
     return sent
