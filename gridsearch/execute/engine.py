@@ -88,7 +88,7 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     interrupts = DeferredInterrupts()
     try:
         with interrupts.installed(), RunLog(search.log_path, _metadata(search)) as log, open_client(search.config.cluster) as client:
-            if client.dashboard_link:
+            if client.dashboard_link and (search.config.cluster.address or search.config.cluster.dashboard):
                 say(f"dashboard: {client.dashboard_link}")
             check_workers(client)
             params = {value for candidate in search.candidates for value in candidate.params.values() if isinstance(value, str)}

@@ -39,11 +39,15 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
     """A client on ``cluster.address``, or on a new loopback ``LocalCluster``.
 
     The local cluster runs one single-threaded worker process per core (or
-    ``cluster.workers``), so BLAS and the GIL never make fits compete.
+    ``cluster.workers``), so BLAS and the GIL never make fits compete. Without
+    ``cluster.dashboard`` it serves no dashboard, and its HTTP endpoint (health checks) takes
+    a free loopback port rather than 8787.
     """
     if cluster.address:
         try:
             client = Client(cluster.address, timeout=CONNECT_TIMEOUT)
+        except ValueError as exc:
+            raise GridsearchError(f"cluster.address: {exc}; give a scheduler address such as tcp://127.0.0.1:8786") from None
         except (OSError, TimeoutError) as exc:
             raise GridsearchError(
                 f"cannot reach the Dask scheduler at {cluster.address} within {CONNECT_TIMEOUT} ({exc}); "
@@ -58,7 +62,8 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=cluster.dashboard,
+            dashboard_address=cluster.dashboard or "127.0.0.1:0",
+            scheduler_kwargs={"dashboard": cluster.dashboard is not None},
         )
     with local, Client(local) as client:
         yield client

@@ -12,6 +12,7 @@ message, and a crash leaves at most one part of small ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -32,7 +33,13 @@ MAX_CHUNKS = 256  # read_log joins a column's chunks into one beyond this many
 
 
 def ensure_writable(directory: Path) -> None:
-    """Fail before any work when records could not be written under ``directory``."""
+    """Fail before any work when records could not be written under ``directory``; leave nothing behind.
+
+    A real write is tried (permissions alone do not tell, e.g. for root or a full disk), and
+    the directories made for it are removed again: a search that fails later leaves no
+    empty log directory.
+    """
+    missing = [parent for parent in (directory, *directory.parents) if not parent.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".write-test-{os.getpid()}"
@@ -40,6 +47,10 @@ def ensure_writable(directory: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise GridsearchError(f"log directory {directory} is not writable ({exc.strerror or exc}); set log: to a writable directory") from None
+    finally:
+        for made in missing:
+            with contextlib.suppress(OSError):
+                made.rmdir()
 
 
 class RunLog:

@@ -196,7 +196,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError("--set", item, "expected KEY=VALUE, e.g. --set cv.folds=5")
         try:
-            overrides[key.strip()] = yaml.safe_load(text)
+            overrides[key.strip()] = _load_yaml(text, "--set", key.strip())
         except yaml.YAMLError as exc:
             raise ConfigError("--set", key, f"value is not valid YAML: {text!r} ({exc.problem})") from None
     return overrides
@@ -240,7 +240,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), "", f"cannot read config file ({type(exc).__name__}: {exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _load_yaml(text, str(path), "")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -248,6 +248,37 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "", f"expected a mapping of sections (data, pipeline, search, ...), found {_kind(raw)}")
     return raw
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, lines: tuple[int, int]) -> None:
+        super().__init__(key)
+        self.key, self.lines = key, lines
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not 'the last wins'."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # an unhashable key: the base loader reports it
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(key, (seen[key], line))
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str, key: str) -> Any:
+    """``text`` read as YAML (safe types only); a duplicate key is a :class:`ConfigError` naming both lines."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe types only
+    except _DuplicateKey as exc:
+        where = f"{key}.{exc.key}" if key else str(exc.key)
+        raise ConfigError(source, where, f"given twice, at lines {exc.lines[0]} and {exc.lines[1]}; keep one") from None
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

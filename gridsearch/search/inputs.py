@@ -6,6 +6,7 @@ start here, so they train on the same rows by construction.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ def load_inputs(cfg: SearchConfig) -> SearchInputs:
     _check_target(cfg, frame)
     data_fingerprint = fingerprint(frame)
     data_spec = _data_spec(cfg, pipeline, frame, data_fingerprint)
+    _check_holdout(cfg, len(frame))
     try:
         dataset, holdout = split(data_spec, frame)
     except ValueError as exc:
@@ -82,6 +84,16 @@ def _load_data(cfg: SearchConfig) -> pd.DataFrame:
     if frame.empty:
         raise cfg.error("data.source", "no rows left after loading and cleaning; check the file, data.rows and data.clean")
     return frame
+
+
+def _check_holdout(cfg: SearchConfig, rows: int) -> None:
+    """The hold-out must leave rows for every fold (scikit-learn holds out ``ceil(test_size * rows)``)."""
+    if cfg.data.test_size is None:
+        return
+    held = math.ceil(cfg.data.test_size * rows)
+    if rows - held < cfg.cv.folds:
+        raise cfg.error("data.test_size", f"holding out {held} of {rows} rows leaves {rows - held} for {cfg.cv.folds} folds; "
+                                          "lower data.test_size or load more rows")
 
 
 def _check_target(cfg: SearchConfig, frame: pd.DataFrame) -> None:

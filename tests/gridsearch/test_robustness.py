@@ -106,3 +106,49 @@ def test_a_step_that_names_a_function_is_refused_on_dry_run_without_running_it(t
     assert done.stderr.strip().splitlines() == [
         f"error: {config}: pipeline: subprocess.run is not a scikit-learn estimator class (a BaseEstimator subclass); "
         "name one, e.g. sklearn.linear_model.Ridge"]
+
+
+def _config(tmp_path: Path, **sections) -> Path:
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump({**SMALL, "pipeline": {"factory": "kampai.pipeline:taxifare_pipeline"},
+                                    "search": {"params": {"model__alpha": [1.0]}}, "log": str(tmp_path / "runs"), **sections}))
+    return path
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    path = _config(tmp_path)
+    path.write_text(path.read_text() + "cv:\n  folds: 3\n")
+    first = next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith("cv:"))
+    last = len(path.read_text().splitlines()) - 1
+    with pytest.raises(gridsearch.ConfigError, match=rf"search.yaml: cv: given twice, at lines {first} and {last}; keep one"):
+        gridsearch.load_config(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("scoring: r2\nsearch:\n  params: {model__alpha: [1.0]}\n  seed: 1\n  seed: 2\n")
+    with pytest.raises(gridsearch.ConfigError, match="nested.yaml: seed: given twice, at lines 4 and 5"):
+        gridsearch.load_config(nested)
+
+
+def test_a_hold_out_that_leaves_too_few_rows_is_reported_under_test_size(tmp_path):
+    path = _config(tmp_path, data={**SMALL["data"], "rows": 5, "clean": False, "test_size": 0.9})
+    with pytest.raises(gridsearch.ConfigError, match=r"data.test_size: holding out 5 of 5 rows leaves 0 for 2 folds; lower data.test_size"):
+        gridsearch.prepare_search(path)
+
+
+def test_a_malformed_scheduler_address_is_one_line_and_leaves_no_log_directory(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "gridsearch", "run", str(_config(tmp_path)), "--scheduler", "notanaddress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: cluster.address: missing port number in address 'notanaddress'; give a scheduler address such as tcp://127.0.0.1:8786"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_no_dashboard_means_no_link_and_no_fixed_port(tmp_path, capsys):
+    from gridsearch.execute.executor import open_client
+    from gridsearch.search.config import ClusterConfig
+
+    with open_client(ClusterConfig(address=None, workers=1, dashboard=None)) as client:
+        assert client.cluster.scheduler.http_server.port != 8787
+    gridsearch.run(_config(tmp_path, cluster={"workers": 1, "dashboard": None}), progress=True)
+    out = capsys.readouterr().out
+    assert "best r2 = " in out and "dashboard:" not in out
