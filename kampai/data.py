@@ -220,6 +220,9 @@ def clean_taxifare(df: pd.DataFrame) -> pd.DataFrame:
     for column, bounds in _NYC_BOX.items():
         keep &= df[column].between(*bounds)
     if "fare_amount" in df.columns:
+        if not pd.api.types.is_numeric_dtype(df["fare_amount"]) or pd.api.types.is_bool_dtype(df["fare_amount"]):
+            raise DataError(f"fare_amount must be numeric to clean taxi-fare data, found dtype {df['fare_amount'].dtype} "
+                            "(fix the column, or load with clean=False)")
         keep &= (df["fare_amount"] > 0) & (df["fare_amount"] <= MAX_FARE)
     return df.loc[keep].reset_index(drop=True)
 

@@ -62,7 +62,15 @@ def build_pipeline(factory: str | None = None, steps: Sequence[Mapping[str, Any]
     become a :class:`~sklearn.pipeline.Pipeline` in order.
     """
     if factory is not None:
-        estimator = import_object(factory)()
+        function = import_object(factory)
+        if not callable(function):
+            raise KampaiError(f"{factory} is not a function returning an estimator (found {type(function).__name__})")
+        try:
+            estimator = function()
+        except Exception as exc:  # noqa: BLE001 - the user's factory: any failure is reported in one line
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            needs = " (a factory is called with no arguments)" if isinstance(exc, TypeError) and "argument" in str(exc) else ""
+            raise KampaiError(f"{factory}() raised {reason}{needs}") from None
         if not hasattr(estimator, "get_params"):
             raise KampaiError(f"{factory} returned {type(estimator).__name__}, not a scikit-learn estimator")
         return estimator

@@ -256,7 +256,10 @@ def export(path: str | os.PathLike[str], to: str | os.PathLike[str], *, records:
     if not frames:
         raise GridsearchError(f"no records yet in {path}; nothing to export")
     table = _flat(pd.concat(frames, ignore_index=True))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArgumentError("to", f"cannot create directory {target.parent} ({exc.strerror or exc}); choose a writable place") from None
     write_table(table, target)
     return Exported(target, "records" if records else "cv_results", len(table), tuple(table.columns))
 

@@ -58,7 +58,7 @@ def load_inputs(cfg: SearchConfig) -> SearchInputs:
     except KampaiError as exc:
         raise cfg.error("pipeline", str(exc)) from None
     frame = _load_data(cfg)
-    _check_target(cfg, frame)
+    _check_target(cfg, pipeline, frame)
     data_fingerprint = fingerprint(frame)
     data_spec = _data_spec(cfg, pipeline, frame, data_fingerprint)
     _check_holdout(cfg, len(frame))
@@ -96,12 +96,18 @@ def _check_holdout(cfg: SearchConfig, rows: int) -> None:
                                           "lower data.test_size or load more rows")
 
 
-def _check_target(cfg: SearchConfig, frame: pd.DataFrame) -> None:
+def _check_target(cfg: SearchConfig, pipeline: BaseEstimator, frame: pd.DataFrame) -> None:
+    """A regressor needs numbers; a classifier any class labels scikit-learn takes (numbers, strings, booleans)."""
     target = frame[cfg.data.target]
-    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
-        raise cfg.error("data.target", f"column {cfg.data.target!r} must be numeric, found dtype {target.dtype}")
     if target.isna().any():
         raise cfg.error("data.target", f"column {cfg.data.target!r} has {int(target.isna().sum())} missing values; drop or fill them")
+    if is_classifier(pipeline):
+        kind = type_of_target(target.to_numpy())
+        if kind not in ("binary", "multiclass"):
+            raise cfg.error("data.target", f"column {cfg.data.target!r} holds {kind} values; a classifier needs class labels "
+                                           "(binary or multiclass)")
+    elif not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        raise cfg.error("data.target", f"column {cfg.data.target!r} must be numeric for a regressor, found dtype {target.dtype}")
 
 
 def _data_spec(cfg: SearchConfig, pipeline: BaseEstimator, frame: pd.DataFrame, frame_fingerprint: str) -> DataSpec:

@@ -104,8 +104,8 @@ def test_a_step_that_names_a_function_is_refused_on_dry_run_without_running_it(t
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and not marker.exists()
     assert done.stderr.strip().splitlines() == [
-        f"error: {config}: pipeline: subprocess.run is not a scikit-learn estimator class (a BaseEstimator subclass); "
-        "name one, e.g. sklearn.linear_model.Ridge"]
+        (f"error: {config}: pipeline: subprocess.run is not a scikit-learn estimator class (a BaseEstimator subclass); "
+         "name one, e.g. sklearn.linear_model.Ridge")]
 
 
 def _config(tmp_path: Path, **sections) -> Path:
@@ -152,3 +152,62 @@ def test_no_dashboard_means_no_link_and_no_fixed_port(tmp_path, capsys):
     gridsearch.run(_config(tmp_path, cluster={"workers": 1, "dashboard": None}), progress=True)
     out = capsys.readouterr().out
     assert "best r2 = " in out and "dashboard:" not in out
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("def pipeline():\n    raise RuntimeError('no model today')\n", r"badfactory:pipeline\(\) raised RuntimeError: no model today$"),
+    ("def pipeline(precision):\n    return None\n",
+     (r"badfactory:pipeline\(\) raised TypeError: pipeline\(\) missing 1 required positional argument: 'precision' "
+      r"\(a factory is called with no arguments\)$")),
+    ("pipeline = 3\n", r"badfactory:pipeline is not a function returning an estimator \(found int\)$"),
+])
+def test_a_factory_that_fails_is_a_one_line_error(tmp_path, monkeypatch, body, message):
+    (tmp_path / "badfactory.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "badfactory", raising=False)
+    with pytest.raises(gridsearch.ConfigError, match=rf"search.yaml: pipeline: {message}"):
+        gridsearch.prepare_search(_config(tmp_path, pipeline={"factory": "badfactory:pipeline"}))
+
+
+def test_a_text_fare_with_cleaning_is_a_one_line_error(tmp_path):
+    from kampai.data import synthetic_taxifare
+
+    data = tmp_path / "trips.csv"
+    synthetic_taxifare(50, seed=0).astype({"fare_amount": str}).assign(fare_amount=lambda f: "$" + f["fare_amount"]).to_csv(data, index=False)
+    with pytest.raises(gridsearch.ConfigError, match=r"data.source: fare_amount must be numeric to clean taxi-fare data, found dtype"):
+        gridsearch.prepare_search(_config(tmp_path, data={"source": str(data), "target": "fare_amount"}))
+
+
+def test_export_where_no_directory_can_be_made_is_one_line(tmp_path):
+    from gridsearch.log.records import FitRecord, SearchMeta, Status
+    from gridsearch.log.runlog import RunLog
+
+    with RunLog(tmp_path / "s", SearchMeta("s", ("r2",), 1)) as log:
+        log.append([FitRecord(search_id="s", candidate_id="a", params="{}", fold=0, status=Status.OK, scores={"r2": 0.5})])
+    (tmp_path / "file").write_text("")
+    done = subprocess.run([sys.executable, "-m", "gridsearch", "export", str(tmp_path / "s"), "--to", str(tmp_path / "file" / "out.csv")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: --to: cannot create directory {tmp_path / 'file'} (File exists); choose a writable place"]
+
+
+def test_string_class_labels_score_as_in_gridsearchcv(tmp_path, cluster_address):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    labels = np.where(X @ [1.0, -1.0, 0.5] + rng.normal(scale=0.5, size=400) > 0, "yes", "no")
+    data = tmp_path / "churn.csv"
+    import pandas as pd
+
+    pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "churn": labels}).to_csv(data, index=False)
+    steps = [{"name": "scale", "estimator": "sklearn.preprocessing.StandardScaler"},
+             {"name": "model", "estimator": "sklearn.linear_model.LogisticRegression"}]
+    grid = {"scale__with_mean": [True, False], "model__C": [0.01, 1.0]}
+    path = _config(tmp_path, data={"source": str(data), "target": "churn"}, pipeline={"steps": steps}, search={"params": grid},
+                   scoring=["accuracy", "f1_macro"], cv={"folds": 3, "shuffle": True, "seed": 0}, cluster={"address": cluster_address})
+    search = gridsearch.prepare_search(path)
+    result = gridsearch.run(path, progress=False)
+    assert result.n_errors == 0
+    reference = GridSearchCV(search.pipeline, grid, scoring=["accuracy", "f1_macro"], refit=False, cv=list(search.dataset.folds)).fit(
+        search.dataset.X, search.dataset.y)
+    for scorer in ("accuracy", "f1_macro"):
+        np.testing.assert_allclose(result.cv_results[f"mean_test_{scorer}"], reference.cv_results_[f"mean_test_{scorer}"], rtol=0, atol=1e-9)
