@@ -26,7 +26,7 @@ import pyarrow as pa
 from gridsearch.errors import GridsearchError
 from gridsearch.log.records import PART_GLOB, FitRecord, SearchMeta, log_schema, to_batch
 
-COMPACT_ROWS = 65_536  # rows per message of a closed part
+COMPACT_ROWS = 4_096  # rows per message of a closed part: what a torn part can lose at most
 COMPACT_MIN_MESSAGES = 64  # closed parts with fewer messages are left as written
 ROLL_MESSAGES = 1024  # a part this long is closed (compacted) and the next append starts a new one
 MAX_CHUNKS = 256  # read_log joins a column's chunks into one beyond this many
@@ -173,7 +173,8 @@ def _compact(part: Path) -> None:
     """Rewrite a closed part in large batches, atomically: same records, fast to load.
 
     A search appends one small message per finished task; a million records in
-    10-record messages take seconds to decode, in 64k-row ones a fraction of that.
+    10-record messages take seconds to decode, in 4k-row ones a fraction of that, and a part
+    torn later (a truncated copy, a disk fault) loses at most the one message it is torn in.
     Readers holding the old file keep reading it; a crash leaves the old file whole.
     """
     with pa.OSFile(str(part)) as source:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,32 @@ def test_string_class_labels_score_as_in_gridsearchcv(tmp_path, cluster_address)
         search.dataset.X, search.dataset.y)
     for scorer in ("accuracy", "f1_macro"):
         np.testing.assert_allclose(result.cv_results[f"mean_test_{scorer}"], reference.cv_results_[f"mean_test_{scorer}"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("damage", ["cut 1 byte", "cut 100 bytes", "cut half", "append garbage"])
+def test_a_torn_compacted_part_keeps_every_message_before_the_tear(tmp_path, monkeypatch, damage):
+    from gridsearch.log import runlog
+    from gridsearch.log.records import FitRecord, SearchMeta, Status
+    from gridsearch.log.runlog import RunLog, read_log
+
+    monkeypatch.setattr(runlog, "COMPACT_ROWS", 60)
+    with RunLog(tmp_path / "s", SearchMeta("s", ("r2",), 1)) as log:
+        for i in range(runlog.COMPACT_MIN_MESSAGES + 36):  # 100 messages of 6 records, compacted into 10 of 60
+            log.append([FitRecord(search_id="s", candidate_id=f"c{i:03d}-{j}", params="{}", fold=0, status=Status.OK, scores={"r2": 0.5})
+                        for j in range(6)])
+    part = next((tmp_path / "s").glob("part-*.arrows"))
+    data = part.read_bytes()
+    damaged = {"cut 1 byte": data[:-1], "cut 100 bytes": data[:-100], "cut half": data[: len(data) // 2],
+               "append garbage": data + b"\xff" * 1000}[damage]
+    part.write_bytes(damaged)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = read_log(tmp_path / "s")
+    ids = list(records["candidate_id"])
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)  # a clean prefix of what was written
+    if damage == "append garbage":
+        assert len(records) == 600 and not caught
+    else:
+        assert 600 - len(records) <= 60 + (300 if damage == "cut half" else 0)
+        assert len(records) % 60 == 0 and len(records) > 0
+        assert len(caught) == 1 and f"run log part {part.name} ends in a partial record" in str(caught[0].message)
