@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dask
 import pandas as pd
-from distributed import Client, Future, LocalCluster, as_completed
+from distributed import Client, Future, KilledWorker, LocalCluster, as_completed
 from sklearn.base import BaseEstimator
 
 from gridsearch.errors import GridsearchError
@@ -32,6 +32,7 @@ from kampai.errors import KampaiError
 from kampai.ids import content_id
 
 CONNECT_TIMEOUT = "10s"
+_ALONE = "alone"  # key prefix of a fit retried alone on the cluster after its batch's workers died
 
 
 @contextlib.contextmanager
@@ -114,6 +115,11 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     ``on_stage(report)`` as each raw stage does. If anything interrupts the loop (Ctrl-C,
     a callback raising), the work still in flight is cancelled.
 
+    A batch whose workers kept dying (Dask's ``KilledWorker``) may have died for one of its
+    candidates, or merely beside one on the same worker. Once the rest is done, its families
+    are retried one at a time, each alone on the cluster: a family that still kills its
+    worker is recorded with that as its own error; the others get their real scores.
+
     Raises
     ------
     GridsearchError
@@ -122,34 +128,46 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     """
     inputs = _Inputs(client, work)
     costs = FitCosts()
-    in_flight: dict[str, tuple[Future, FitBatch | RawStage]] = {}
+    in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None]] = {}
+    suspects: list[tuple[FitBatch, Future | None]] = []  # families of batches whose workers died
     max_in_flight = 3 * max(1, sum(client.nthreads().values()))
     finished = as_completed()
 
-    def watch(future: Future, what: FitBatch | RawStage) -> None:
-        in_flight[future.key] = (future, what)
+    def watch(future: Future, what: FitBatch | RawStage, source: Future | None = None) -> None:
+        in_flight[future.key] = (future, what, source)
         finished.add(future)
         while finished.count() >= max_in_flight:
             collect(next(finished))
 
+    def submit(batch: FitBatch, source: Future | None, kind: str = "fit") -> None:
+        # The search id is in the key: a search with other scorers on the same scheduler must not get these records.
+        key = f"{kind}-{content_id(work.stamp.search_id, batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
+        watch(client.submit(fit_batch, source, batch.fold, work.pipeline, batch.families, work.stamp, key=key, pure=False), batch, source)
+
     def collect(future: Future) -> None:
-        _, what = in_flight.pop(future.key)
+        _, what, source = in_flight.pop(future.key)
         if isinstance(what, RawStage):
             on_stage(StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True))
             return
-        records = future.result() if future.status == "finished" else _lost(what, future, work.stamp)
+        if future.status != "finished" and isinstance(future.exception(), KilledWorker) and not future.key.startswith(_ALONE):
+            suspects.extend((replace(what, families=(family,)), source) for family in what.families)
+            return
+        records = future.result() if future.status == "finished" else _failed(what, future, work.stamp)
         costs.observe(what.cost_key, records, len(what.families))
         on_records(records)
 
     try:
         for batch in fit_batches(work.plan, pending, costs):
-            source = inputs.source(batch, watch)
-            key = f"fit-{content_id(batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
-            watch(client.submit(fit_batch, source, batch.fold, work.pipeline, batch.families, work.stamp, key=key, pure=False), batch)
+            submit(batch, inputs.source(batch, watch))
         for future in finished:
             collect(future)
+        for batch, source in suspects:  # alone on the cluster: a worker's death is this family's own
+            if source is not None and source.status == "error":
+                client.retry([source])  # its prefix died beside the culprit: computed again first
+            submit(batch, source, _ALONE)
+            collect(next(finished))
     except BaseException:
-        client.cancel([future for future, _ in in_flight.values()])
+        client.cancel([future for future, *_ in in_flight.values()])
         raise
 
 
@@ -199,14 +217,19 @@ class _Inputs:
             self._stages.pop(key, None)
 
 
-def _lost(batch: FitBatch, future: Future, stamp: RecordStamp) -> list[FitRecord]:
-    """Records for a batch whose task itself failed (e.g. its worker died too often): redone on resume.
+def _failed(batch: FitBatch, future: Future, stamp: RecordStamp) -> list[FitRecord]:
+    """Records for a batch whose task itself failed.
 
-    Bad input met by the task's inputs (rows that cannot be rebuilt or read on a worker)
-    is not the candidates' doing: it stops the search instead.
+    A family that kept killing its workers while alone on the cluster killed them itself: an
+    error of its own, never retried. Anything else (a lost connection, a cancelled task) is not the candidates'
+    doing: ``lost``, redone on resume. Bad input met by the task's inputs (rows that cannot
+    be rebuilt or read on a worker) stops the search instead.
     """
     exc = future.exception()
     if isinstance(exc, (GridsearchError, KampaiError)):
         raise exc
     error, trace = failure(exc)
-    return [FitRecord.of(stamp, item, batch.fold, Status.LOST, {}, error=error, traceback=trace) for item in batch.items]
+    status = Status.ERROR if isinstance(exc, KilledWorker) else Status.LOST
+    if status is Status.ERROR:
+        error = f"the worker fitting this candidate died, on every worker that tried it ({error})"
+    return [FitRecord.of(stamp, item, batch.fold, status, {}, error=error, traceback=trace) for item in batch.items]

@@ -241,3 +241,34 @@ def test_a_torn_compacted_part_keeps_every_message_before_the_tear(tmp_path, mon
         assert 600 - len(records) <= 60 + (300 if damage == "cut half" else 0)
         assert len(records) % 60 == 0 and len(records) > 0
         assert len(caught) == 1 and f"run log part {part.name} ends in a partial record" in str(caught[0].message)
+
+
+def test_a_candidate_that_kills_its_worker_fails_alone_and_the_others_are_scored(tmp_path, monkeypatch):
+    import dask
+
+    (tmp_path / "killer.py").write_text(textwrap.dedent('''
+        import os
+
+        from sklearn.linear_model import Ridge
+
+
+        class Suicidal(Ridge):
+            """Kills the process fitting it when alpha is 13, as a segfaulting native library would."""
+
+            def fit(self, X, y, sample_weight=None):
+                if self.alpha == 13.0:
+                    os._exit(1)
+                return super().fit(X, y, sample_weight)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    grid = {"model": ["killer.Suicidal"], "model__alpha": [0.1, 1.0, 13.0, 30.0, 100.0, 300.0]}
+    path = _config(tmp_path, search={"params": grid}, cluster={"workers": 2, "dashboard": None})
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # one death makes a KilledWorker: a quicker test
+        result = gridsearch.run(path, progress=False)
+    log = gridsearch.read_log(result.log_path)
+    assert len(log) == result.n_fits == 12 and not log.duplicated(["candidate_id", "fold"]).any()
+    killer = log["params"].str.contains('"model__alpha": 13.0')
+    assert set(log.loc[~killer, "status"]) == {"ok"}, log.loc[~killer, ["params", "status", "error"]]
+    assert set(log.loc[killer, "status"]) == {"error"}
+    assert log.loc[killer, "error"].str.startswith("the worker fitting this candidate died, on every worker that tried it").all()
+    assert result.n_errors == 2
