@@ -18,6 +18,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from kampai.cache import StageMemo, StageOutput, stage_key
+from kampai.ids import content_id
 
 _INERT = ("drop", "passthrough")
 
@@ -25,14 +26,15 @@ _INERT = ("drop", "passthrough")
 def raw_stages(pipeline: BaseEstimator) -> tuple[str, ...]:
     """Paths (``step__branch``) of the stages that read raw data, or ``()`` without a prefix.
 
-    ``"drop"`` and ``"passthrough"`` branches are not stages: there is nothing to compute.
+    ``"drop"`` and ``"passthrough"`` branches are not stages, nor is a ``"passthrough"`` (or
+    None) first step: there is nothing to compute.
     """
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) < 2:
         return ()
     name, first = pipeline.steps[0]
     if isinstance(first, ColumnTransformer):
         return tuple(f"{name}__{branch}" for branch, estimator, _ in first.transformers if not is_inert(estimator))
-    return (name,)
+    return () if is_inert(first) else (name,)
 
 
 def stage_params(params: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -62,8 +64,20 @@ def stage_estimator(prefix: Pipeline, path: str) -> tuple[BaseEstimator | str, l
 
 
 def fit_stage(X_train: Any, y_train: Any, X_test: Any, stage: BaseEstimator, rows_id: str, path: str, memo: StageMemo) -> tuple[StageOutput, bool]:
-    """Fit one raw stage on a fold, through the memo; returns (output, loaded from memo)."""
-    return memo.fit_transform(stage_key(rows_id, path, stage), clone(stage), X_train, y_train, X_test)
+    """Fit one raw stage on a fold, through the memo; returns (output, loaded from memo).
+
+    The memo key holds the columns the stage reads (those of ``X_train``), so the same stage
+    on other columns (an edited pipeline factory) is another entry, never a stale one.
+    """
+    read = content_id(rows_id, _column_names(X_train))
+    return memo.fit_transform(stage_key(read, path, stage), clone(stage), X_train, y_train, X_test)
+
+
+def _column_names(X: Any) -> Any:
+    """A frame's column names in order, a single column's name (a 1-D selection), else None."""
+    if hasattr(X, "columns"):
+        return [str(column) for column in X.columns]
+    return str(X.name) if hasattr(X, "name") else None
 
 
 def assemble(prefix: Pipeline, outputs: Mapping[str, StageOutput]) -> Pipeline:
@@ -110,6 +124,6 @@ class Precomputed(TransformerMixin, BaseEstimator):
             raise ValueError(f"precomputed stage has {output.shape[0]} rows, got {len(X)}: not the fold it was computed on")
 
 
-def is_inert(estimator: BaseEstimator | str) -> bool:
-    """``"drop"`` and ``"passthrough"`` branches are not stages worth a task."""
-    return isinstance(estimator, str) and estimator in _INERT
+def is_inert(estimator: BaseEstimator | str | None) -> bool:
+    """``"drop"`` and ``"passthrough"`` branches (and a None pipeline step) are not stages worth a task."""
+    return estimator is None or (isinstance(estimator, str) and estimator in _INERT)
