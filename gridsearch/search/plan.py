@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from gridsearch.log.records import FitItem
 from gridsearch.search.ensembles import PATH_PARAM, family_key
 from gridsearch.search.space import Candidate, resolve, step_names
-from gridsearch.search.stages import is_inert, raw_stages, splits_into_stages, stage_estimator, stage_params
+from gridsearch.search.stages import raw_stages, splits_into_stages, stage_estimator, stage_params
 from kampai.ids import content_id
 from kampai.pipeline import make_estimator
 
@@ -171,14 +171,18 @@ def make_plan(candidates: Sequence[Candidate], pipeline: BaseEstimator, folds: i
 
 
 def _stages(pipeline: BaseEstimator, prefix_params: Mapping[str, Any]) -> tuple[RawStage, ...]:
-    """The raw stages a group's prefix reads the data with; ``drop`` and ``passthrough`` are none."""
-    prefix = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))[:-1]
+    """The raw stages a group's prefix reads the data with, as the group configures it.
+
+    A branch the group sets to ``drop`` or ``passthrough`` is none; one it swaps in for
+    them (``features__passengers: sklearn.preprocessing.StandardScaler``) is one.
+    """
+    configured = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))
+    prefix = configured[:-1]
     stages = []
-    for path in raw_stages(pipeline):
+    for path in raw_stages(configured):
         estimator, columns = stage_estimator(prefix, path)
-        if not is_inert(estimator):
-            params = stage_params(prefix_params, path)
-            stages.append(RawStage(path, params, estimator, columns, content_id(path, params)))
+        params = stage_params(prefix_params, path)
+        stages.append(RawStage(path, params, estimator, columns, content_id(path, params)))
     return tuple(stages)
 
 

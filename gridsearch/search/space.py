@@ -51,9 +51,11 @@ class Candidate:
 
 
 def step_names(estimator: BaseEstimator) -> frozenset[str]:
-    """Parameter names whose value is a whole step (an estimator), so a swappable one."""
+    """Parameter names whose value is a whole step, so a swappable one: an estimator, or a
+    ``"passthrough"`` / ``"drop"`` slot that an estimator may take."""
     return frozenset(
-        name for name, value in estimator.get_params(deep=True).items() if hasattr(value, "get_params")
+        name for name, value in estimator.get_params(deep=True).items()
+        if hasattr(value, "get_params") or (isinstance(value, str) and value in _STEP_LITERALS)
     )
 
 
