@@ -96,21 +96,45 @@ class StageMemo:
 
     ``location=None`` turns the memo into a pass-through with the same interface
     (joblib's own ``Memory(None)``), so callers never branch on whether caching is on.
+
+    The memo is an optimisation: a store that cannot be created, read or written never
+    fails a stage. The stage is computed, and one ``RuntimeWarning`` line per call says why
+    the memo was not used (joblib's own multi-line warnings are folded into it).
     """
 
     def __init__(self, location: str | os.PathLike[str] | None) -> None:
         self.location = None if location is None else Path(location)
-        self._memory = joblib.Memory(None if location is None else str(location), verbose=0)
-        self._cached: Callable[..., StageOutput] = self._memory.cache(_fit_stage, ignore=["stage", "X_train", "y_train", "X_test"])
+        self._broken: str | None = None
+        try:
+            memory = joblib.Memory(None if location is None else str(location), verbose=0)
+        except OSError as exc:
+            self._broken = f"stage memo {location} cannot be used ({exc.strerror or exc}); the stage was computed without it"
+            memory = joblib.Memory(None, verbose=0)
+        self._cached: Callable[..., StageOutput] = memory.cache(_fit_stage, ignore=["stage", "X_train", "y_train", "X_test"])
 
     def fit_transform(self, key: str, stage: BaseEstimator, X_train: Any, y_train: Any, X_test: Any) -> tuple[StageOutput, bool]:
         """The stage's output and whether it came from the memo (False: computed now)."""
-        stored = self._cached.check_call_in_cache(key, stage, X_train, y_train, X_test)
-        before = _computations()
-        output = self._cached(key, stage, X_train, y_train, X_test)
-        from_memo = _computations() == before
+        problem = self._broken
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                stored = self._cached.check_call_in_cache(key, stage, X_train, y_train, X_test)
+                before = _computations()
+                output = self._cached(key, stage, X_train, y_train, X_test)
+                from_memo = _computations() == before
+            except OSError as exc:  # the memo's disk; a stage's own OSError is raised again below
+                problem = f"stage memo {self.location} cannot be used ({exc.strerror or exc}); the stage was computed without it"
+                stored = from_memo = False
+                output = _fit_stage(key, stage, X_train, y_train, X_test)
+        for caught_warning in caught:
+            if "joblib" in caught_warning.filename:
+                problem = problem or f"stage memo entry {key} in {self.location}: {str(caught_warning.message).strip().splitlines()[0]}"
+            else:
+                warnings.warn_explicit(caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno)
         if stored and not from_memo:
-            warnings.warn(f"stage memo entry {key} in {self.location} could not be loaded; it was recomputed and stored again", RuntimeWarning, stacklevel=2)
+            problem = f"stage memo entry {key} in {self.location} could not be loaded; it was recomputed and stored again"
+        if problem:
+            warnings.warn(problem, RuntimeWarning, stacklevel=2)
         return output, from_memo
 
 

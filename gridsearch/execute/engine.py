@@ -110,7 +110,11 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     except KeyboardInterrupt:
         raise SearchInterrupted(search.log_path) from None
     from_memo = sum(report.from_memo for report in stages)
-    if search.config.cache.dir is not None and stages:
+    memo_problems = list(dict.fromkeys(line.removeprefix("RuntimeWarning: ") for report in stages
+                                       for line in (report.warnings or "").splitlines() if line.startswith("RuntimeWarning: stage memo")))
+    if memo_problems:  # one line: the memo is an optimisation, never a failure
+        say(memo_problems[0] + (f" (and {len(memo_problems) - 1} other memo problems)" if len(memo_problems) > 1 else ""))
+    elif search.config.cache.dir is not None and stages:
         record_hits(search.config.cache.dir, search.search_id, from_memo, len(stages) - from_memo)
     table = cv_results(read_log(search.log_path), search.candidates, search.plan.folds, search.config.scoring)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring,

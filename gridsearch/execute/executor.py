@@ -12,7 +12,10 @@ everything else.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -57,7 +60,7 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
         with client:
             yield client
         return
-    with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}):
+    with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}), _workers_ignore_ctrl_c():
         local = LocalCluster(
             n_workers=cluster.workers or os.cpu_count() or 1,
             threads_per_worker=1,
@@ -65,9 +68,27 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
             host="127.0.0.1",
             dashboard_address=cluster.dashboard or "127.0.0.1:0",
             scheduler_kwargs={"dashboard": cluster.dashboard is not None},
+            silence_logs=logging.ERROR,  # e.g. "... ended with CancelledError" for each task Ctrl-C cancels
         )
     with local, Client(local) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (an ignored signal survives their exec).
+
+    Ctrl-C reaches every process of the terminal's group; the client alone handles it, by
+    cancelling the workers' tasks, so workers must not print tracebacks of their own.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,7 @@ class StageReport:
     from_memo: bool
     seconds: float
     failed: bool
+    warnings: str | None = None
 
 
 OnRecords = Callable[[Sequence[FitRecord]], None]

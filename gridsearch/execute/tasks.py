@@ -39,6 +39,7 @@ class StageResult:
     from_memo: bool
     seconds: float
     error: tuple[str, str] | None = None
+    warnings: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,19 +70,21 @@ def run_stage(dataset: Dataset, fold: int, stage: RawStage, rows_id: str, memo_l
     """Fit one raw stage on a fold's train rows and transform both sides, through the memo."""
     X_train, y_train, X_test, _ = dataset.fold(fold)
     start = time.perf_counter()
-    try:
-        if stage.columns is not None:
-            selected = stage.columns(X_train) if callable(stage.columns) else stage.columns
-            X_train, X_test = _safe_indexing(X_train, selected, axis=1), _safe_indexing(X_test, selected, axis=1)
-        output, from_memo = fit_stage(X_train, y_train, X_test, stage.estimator, rows_id, stage.path, StageMemo(memo_location))
-    except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
-        return StageResult(stage.path, None, False, time.perf_counter() - start, failure(exc))
-    return StageResult(stage.path, output, from_memo, time.perf_counter() - start)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if stage.columns is not None:
+                selected = stage.columns(X_train) if callable(stage.columns) else stage.columns
+                X_train, X_test = _safe_indexing(X_train, selected, axis=1), _safe_indexing(X_test, selected, axis=1)
+            output, from_memo = fit_stage(X_train, y_train, X_test, stage.estimator, rows_id, stage.path, StageMemo(memo_location))
+        except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
+            return StageResult(stage.path, None, False, time.perf_counter() - start, failure(exc), _summarise(caught))
+    return StageResult(stage.path, output, from_memo, time.perf_counter() - start, warnings=_summarise(caught))
 
 
-def stage_summary(result: StageResult) -> tuple[str, bool, float, bool]:
-    """``(path, from_memo, seconds, failed)``: what the client counts, without the matrices."""
-    return result.path, result.from_memo, result.seconds, result.error is not None
+def stage_summary(result: StageResult) -> tuple[str, bool, float, bool, str | None]:
+    """``(path, from_memo, seconds, failed, warnings)``: what the client counts, without the matrices."""
+    return result.path, result.from_memo, result.seconds, result.error is not None, result.warnings
 
 
 def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params: Mapping[str, Any], stages: Mapping[str, StageResult]) -> Prepared:
@@ -91,9 +94,10 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
     of the prefix (and the assembly of a ``ColumnTransformer``) runs here.
     """
     X_train, y_train, X_test, y_test = dataset.fold(fold)
+    earlier = "\n".join(result.warnings for result in stages.values() if result.warnings) or None
     failed = next((result.error for result in stages.values() if result.error is not None), None)
     if failed is not None:
-        return Prepared(None, y_train, None, y_test, 0.0, failed)
+        return Prepared(None, y_train, None, y_test, 0.0, failed, earlier)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -103,9 +107,9 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
             Xt_train = prefix.fit_transform(X_train, y_train)
             Xt_test = _transform(prefix, X_test)
         except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
-            return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught))
+            return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught, earlier))
     seconds = time.perf_counter() - start + sum(result.seconds for result in stages.values())
-    return Prepared(Xt_train, y_train, Xt_test, y_test, seconds, warnings=_summarise(caught))
+    return Prepared(Xt_train, y_train, Xt_test, y_test, seconds, warnings=_summarise(caught, earlier))
 
 
 def fit_batch(source: Prepared | Dataset, fold: int, pipeline: BaseEstimator, families: Sequence[FitFamily],
@@ -183,8 +187,14 @@ def _transform(prefix: Pipeline, X: Any) -> Any:
 
 def _summarise(caught: list[warnings.WarningMessage], earlier: str | None = None) -> str | None:
     """Distinct warnings, one per line, so they land in the log, not on the terminal."""
-    lines = dict.fromkeys([*(earlier.splitlines() if earlier else []), *(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught)])
+    lines = dict.fromkeys([*(earlier.splitlines() if earlier else []), *map(_warning_line, caught)])
     return "\n".join(lines) or None
+
+
+def _warning_line(caught: warnings.WarningMessage) -> str:
+    """``Category: first line of the message``; the category alone for an empty message."""
+    first = next(iter(str(caught.message).splitlines()), "")
+    return f"{caught.category.__name__}: {first}" if first else caught.category.__name__
 
 
 def _final_estimator(pipeline: BaseEstimator, params: dict[str, Any]) -> BaseEstimator:

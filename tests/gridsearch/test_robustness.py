@@ -272,3 +272,36 @@ def test_a_candidate_that_kills_its_worker_fails_alone_and_the_others_are_scored
     assert set(log.loc[killer, "status"]) == {"error"}
     assert log.loc[killer, "error"].str.startswith("the worker fitting this candidate died, on every worker that tried it").all()
     assert result.n_errors == 2
+
+
+def test_a_memo_that_cannot_be_used_is_one_line_and_never_a_candidate_failure(tmp_path, cluster_address, capsys):
+    (tmp_path / "not-a-directory").write_text("")
+    memo = tmp_path / "not-a-directory" / "cache"
+    path = _config(tmp_path, cache={"dir": str(memo)}, cluster={"address": cluster_address},
+                   search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": [1.0]}})
+    result = gridsearch.run(path, progress=True)
+    out = capsys.readouterr().out
+    assert result.n_errors == 0 and set(gridsearch.read_log(result.log_path)["status"]) == {"ok"}
+    memo_lines = [line for line in out.splitlines() if "stage memo" in line]
+    assert memo_lines == [f"stage memo {memo} cannot be used (Not a directory); the stage was computed without it"]
+
+
+def test_ctrl_c_in_a_terminal_prints_only_the_resume_line(tmp_path):
+    """A terminal sends SIGINT to the whole process group, the LocalCluster's workers included."""
+    import os
+    import signal
+    import time
+
+    path = _config(tmp_path, cluster={"workers": 2, "dashboard": None},
+                   search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": {"logspace": [-3, 3, 300]}}})
+    process = subprocess.Popen([sys.executable, "-m", "gridsearch", "run", str(path), "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*/part-*.arrows")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    log = next((tmp_path / "runs").iterdir())
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == [f"interrupted; every finished fit is in {log}. Resume with: python -m gridsearch run --resume {log}"]
