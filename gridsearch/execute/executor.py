@@ -68,7 +68,7 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
             host="127.0.0.1",
             dashboard_address=cluster.dashboard or "127.0.0.1:0",
             scheduler_kwargs={"dashboard": cluster.dashboard is not None},
-            silence_logs=logging.ERROR,  # e.g. "... ended with CancelledError" for each task Ctrl-C cancels
+            silence_logs=logging.CRITICAL,  # its own shutdown noise after Ctrl-C; task errors reach the client as exceptions
         )
     with local, Client(local) as client:
         yield client
