@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     from gridsearch.errors import GridsearchError
     from gridsearch.execute.engine import config_of_log, run
     from gridsearch.search.config import load_config, parse_overrides
+    from gridsearch.search.pilot import pilot, pilot_summary
     from gridsearch.search.prepare import prepare_search
 
     if (args.config is None) == (args.resume is None):
@@ -110,7 +111,10 @@ def _run(args: argparse.Namespace) -> int:
     config = config_of_log(args.resume, **overrides) if args.resume else load_config(args.config, overrides)
     if args.dry_run:
         search = prepare_search(config)
+        failures = pilot(search)
         print(f"{search.config.source}: valid. {search.plan.summary()}")
+        for line in pilot_summary(failures):
+            print(line)
         print(f"search id {search.search_id}; run log would be {search.log_path}")
         return 0
     run(config, progress=not args.quiet, top=args.top)

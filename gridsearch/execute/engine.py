@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from gridsearch.errors import CandidateFailed, SearchInterrupted
+from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupted
 from gridsearch.execute.executor import SearchWork, StageReport, execute, open_client
+from gridsearch.execute.failfast import FIRST_FITS, FailFast
 from gridsearch.execute.interrupts import DeferredInterrupts
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.workers import check_workers, ship_modules, user_modules
@@ -20,6 +21,7 @@ from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
 from gridsearch.log.results import cv_results, leaderboard
 from gridsearch.log.runlog import RunLog, ensure_writable, read_log
 from gridsearch.search.config import SearchConfig
+from gridsearch.search.pilot import pilot, pilot_summary
 from gridsearch.search.prepare import PreparedSearch, prepare_search
 from kampai.cache import record_hits
 from kampai.provenance import code_version
@@ -84,6 +86,9 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     say = print if progress else _silent
     say(search.plan.summary())
     say(_resume_or_new(search, len(done)))
+    failing_structures = pilot(search)
+    for line in pilot_summary(failing_structures):
+        say(line)
     stages: list[StageReport] = []
     interrupts = DeferredInterrupts()
     try:
@@ -96,16 +101,24 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
             if shipped:
                 say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
             tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
+            gate = FailFast(log.append, None if failing_structures else FIRST_FITS)  # the pilot's failures are expected
 
             def on_records(records: Sequence[FitRecord]) -> None:
                 with interrupts.deferred():
-                    log.append(records)
+                    gate(records)
                 tracker.update(records)
                 _raise_if_required(search, records)
 
+            stopped: BaseException | None = None
             try:
                 execute(client, _work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append)
+            except GridsearchError as exc:
+                stopped = exc
+                raise
             finally:
+                if stopped is None or isinstance(stopped, CandidateFailed):
+                    with interrupts.deferred():  # a search stopped for failing writes nothing half-done
+                        gate.flush()
                 tracker.close()
     except KeyboardInterrupt:
         raise SearchInterrupted(search.log_path) from None
