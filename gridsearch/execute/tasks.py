@@ -19,6 +19,7 @@ from sklearn.metrics import get_scorer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 
+from gridsearch.execute.sizes import model_size
 from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
 from gridsearch.search.dataset import Dataset
 from gridsearch.search.ensembles import truncated
@@ -155,19 +156,36 @@ class _Fitting:
                 for item in family.items:
                     view = estimator if item is leader else truncated(estimator, item.n_estimators)
                     start = time.perf_counter()
-                    scores = {name: float(scorer(view, prepared.X_test, prepared.y_test)) for name, scorer in self.scorers.items()}
+                    scores, scorer_errors = self._scores(view)
                     shared = item is not leader
                     outcomes.append({"scores": scores, "score_time": time.perf_counter() - start, "fit_time": 0.0 if shared else fit_time,
-                                     "shared_fit": leader.candidate_id if shared else None})
+                                     "shared_fit": leader.candidate_id if shared else None, "model_size": model_size(view),
+                                     "scorer_errors": scorer_errors})
             except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
                 error = failure(exc)
         notes = _summarise(caught, prepared.warnings)
         scored = [self._record(item, started, notes, **outcome) for item, outcome in zip(family.items, outcomes)]
         return scored + [self._record(item, started, notes, error=error) for item in family.items[len(outcomes):]]
 
+    def _scores(self, model: BaseEstimator) -> tuple[dict[str, float], list[str]]:
+        """Every scorer's score on the test rows. A scorer that raises scores ``error_score`` and is
+        noted, as in scikit-learn, without erasing the others; when all of them raise, the fit failed."""
+        scores, errors, first = {}, [], None
+        for name, scorer in self.scorers.items():
+            try:
+                scores[name] = float(scorer(model, self.prepared.X_test, self.prepared.y_test))
+            except Exception as exc:  # noqa: BLE001 - a scorer that does not apply to this model
+                scores[name] = self.stamp.error_score
+                errors.append(f"ScorerError: {name} failed, scored error_score: {failure(exc)[0].splitlines()[0]}")
+                first = first or exc
+        if first is not None and len(errors) == len(self.scorers):
+            raise first
+        return scores, errors
+
     def _record(self, item: FitItem, started: float, notes: str | None, *, error: tuple[str, str] | None = None,
-                scores: Mapping[str, float] | None = None, **times: Any) -> FitRecord:
+                scores: Mapping[str, float] | None = None, scorer_errors: Sequence[str] = (), **times: Any) -> FitRecord:
         message, trace = error or (None, None)
+        notes = "\n".join([*(notes.splitlines() if notes else []), *scorer_errors]) or None
         return FitRecord.of(self.stamp, item, self.fold, Status.OK if error is None else Status.ERROR, scores or {},
                             prep_time=self.prepared.seconds, worker=self.worker, error=message, traceback=trace,
                             warnings=notes, started=started, finished=time.time(), **times)

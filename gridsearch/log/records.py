@@ -102,6 +102,7 @@ class FitRecord:
     git_dirty: bool | None = _column(pa.bool_(), None)
     package_version: str = _column(pa.string(), "")
     data_fingerprint: str = _column(pa.string(), "")
+    model_size: float = _column(pa.float64(), _NAN)  # bytes of the fitted final estimator's arrays (gridsearch.execute.sizes)
 
     @classmethod
     def of(cls, stamp: RecordStamp, item: FitItem, fold: int, status: Status, scores: Mapping[str, float], **outcome: Any) -> FitRecord:
