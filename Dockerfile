@@ -1,8 +1,8 @@
 # One image for the local cluster of docker-compose.yml: the Dask scheduler, its workers and
 # the MLflow tracking server. The project is installed exactly as the README's `make run` and
-# `make test` install it, by the Makefile's own install target (a venv, then
-# `pip install -e ".[test]"` with the pins of pyproject.toml), so workers have `kampai` and
-# the client's versions (tests/test_compose.py checks it). Build it for the client's Python:
+# `make test` install it, by the Makefile's own install target (a venv, then uv installs
+# requirements.lock and the project), so workers have `kampai` and the client's versions
+# (tests/test_compose.py checks it). Build it for the client's Python:
 #   PYTHON_VERSION=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])') docker compose build
 ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim
@@ -14,7 +14,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY Makefile pyproject.toml README.md ./
+COPY Makefile pyproject.toml requirements.lock README.md ./
 COPY kampai/ kampai/
 COPY gridsearch/ gridsearch/
 COPY conf/ conf/

@@ -20,6 +20,8 @@ _MORE = """  python -m gridsearch top runs
   python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv
   python -m gridsearch registry --csv promoted.csv
   python -m gridsearch cache info
+  python -m gridsearch report runs --to report.html
+  python -m gridsearch explain conf/search.yaml --candidate <candidate id prefix> --fold 0
 """
 
 
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_promote(commands)
     _add_predict(commands)
     _add_registry(commands)
+    _add_report(commands)
+    _add_explain(commands)
     return parser
 
 
@@ -227,21 +231,32 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
         "promote",
         help="refit the best (or chosen) candidates of a search and log them to MLflow as registered models",
         description="Refit each chosen candidate with the production pipeline on the search's full training data, "
-        "score it on the held-out split when the config keeps one (data.test_size), and log one MLflow run per "
-        "candidate: params, CV and held-out scores, code version, data fingerprint, the config, and the model, "
-        "registered under registry.model_name. The best version promoted from the search gets registry.alias "
-        "(champion). Promoting a candidate twice finds its first run. The store is registry.tracking_uri, else "
-        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.",
+        "score it on the held-out split when the config keeps one (data.test_size), and log it to MLflow the way "
+        "mlflow.sklearn.autolog logs GridSearchCV: one parent run for the search (its config, best_<param> params, "
+        "best_cv_score, the whole cv_results as cv_results.csv) and one child run per promoted candidate (params, CV "
+        "and held-out scores, code version, data fingerprint, the real times of its fits, and the model, registered "
+        "under registry.model_name, with its code and pip requirements so it loads where this project is not "
+        "installed). The best version promoted from the search gets registry.alias (champion). Promoting again "
+        "finds the runs it wrote. The store is registry.tracking_uri, else $MLFLOW_TRACKING_URI, else "
+        "sqlite:///mlflow.db in the working directory.",
         epilog="examples:\n  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --top 3\n"
+        "  python -m gridsearch promote runs --top 3            # a log root holding one search\n"
         "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --candidate 9b1e --candidate 04c7\n"
+        "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --top 3 --all-runs --tag-code taxifare-v3\n"
         "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --tracking-uri http://127.0.0.1:5000\n"
-        "  mlflow ui   # then open the experiment named after the model",
+        "  mlflow ui   # then open the experiment named after the model: the search's run, its children below it",
     )
-    promote.add_argument("log", metavar="LOG", help="a search's run log directory, runs/<search id>")
+    promote.add_argument("log", metavar="LOG", help="a search's run log directory, runs/<search id>, or a log root holding one search")
     which = promote.add_mutually_exclusive_group()
     which.add_argument("--top", type=int, metavar="N", help="promote the N best fully scored candidates (default: 1)")
     which.add_argument("--candidate", dest="candidates", action="append", metavar="ID",
                        help="promote this candidate (id or unique prefix, see 'top'); repeatable")
+    promote.add_argument("--all-runs", action="store_true",
+                         help="also log every other candidate as a child run, without a model (params, scores, fit times)")
+    promote.add_argument("--tag-code", metavar="TAG",
+                         help="tag the search's git commit as TAG (e.g. taxifare-v3) and record the tag on the runs and versions")
+    promote.add_argument("--tag-dirty", action="store_true",
+                         help="with --tag-code: tag even though the search ran on uncommitted changes")
     promote.add_argument("--allow-code-change", action="store_true",
                          help="refit even if the code differs from the code that scored the candidates (recorded in the run)")
     promote.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store (overrides the config and $MLFLOW_TRACKING_URI)")
@@ -251,8 +266,8 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
 def _promote(args: argparse.Namespace) -> int:
     from gridsearch.registry.promote import promote, summary
 
-    print(summary(promote(args.log, top=args.top, candidates=args.candidates,
-                          allow_code_change=args.allow_code_change, tracking_uri=args.tracking_uri)))
+    print(summary(promote(args.log, top=args.top, candidates=args.candidates, allow_code_change=args.allow_code_change,
+                          tracking_uri=args.tracking_uri, all_runs=args.all_runs, tag_code=args.tag_code, tag_dirty=args.tag_dirty)))
     return 0
 
 
@@ -263,11 +278,14 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         help="predict a CSV or Parquet file with a model from the MLflow registry",
         description="Load a registered model (by alias or version) or a run's model, check that the input has the "
         "columns and types the model was trained on, and write one prediction per row. The format of each "
-        "file follows its name (.csv, .csv.gz, .parquet). The store is --tracking-uri, else "
-        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.",
+        "file follows its name (.csv, .csv.gz, .parquet). When this code is not the code that trained the model "
+        "(another commit, uncommitted changes, another version), a one-line warning names both; --strict-code "
+        "refuses instead. The store is --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in "
+        "the working directory.",
         epilog="examples:\n  python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv\n"
         "  python -m gridsearch predict --model models:/taxifare/3 --input test.parquet --output preds.parquet --keep key\n"
-        "  python -m gridsearch predict --model runs:/<run id>/model --input new.csv --output preds.csv",
+        "  python -m gridsearch predict --model runs:/<run id>/model --input new.csv --output preds.csv\n"
+        "  python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv --strict-code",
     )
     predict.add_argument("--model", required=True, metavar="URI",
                          help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model")
@@ -276,13 +294,26 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--keep", action="append", default=[], metavar="COLUMN",
                          help="copy this input column next to the predictions, e.g. --keep key; repeatable")
     predict.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store holding the model")
+    predict.add_argument("--strict-code", action="store_true",
+                         help="refuse (instead of warning) when this code is not the code that trained the model")
     predict.set_defaults(handler=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    from gridsearch.registry.code import CodeVersionWarning
     from gridsearch.registry.predict import predict
 
-    written = predict(args.model, args.input, args.output, keep=args.keep, tracking_uri=args.tracking_uri)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CodeVersionWarning)
+        written = predict(args.model, args.input, args.output, keep=args.keep, tracking_uri=args.tracking_uri,
+                          strict_code=args.strict_code)
+    for warning in caught:
+        if issubclass(warning.category, CodeVersionWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     print(f"{len(written)} predictions of {args.model} written to {args.output}")
     return 0
 
@@ -293,8 +324,8 @@ def _add_registry(commands: argparse._SubParsersAction) -> None:
         "registry",
         help="list the promoted runs in MLflow with their scores and tags, or export them as CSV",
         description="One row per promoted run (a run with a registered model version): model, version, aliases, "
-        "search and candidate ids, rank, code version, CV and held-out scores, refit time, for comparing trainings "
-        "across searches. --csv writes every metric, tag and param.",
+        "its parent run (the search's run in MLflow), search and candidate ids, rank, code version and tag, CV and "
+        "held-out scores, refit time, for comparing trainings across searches. --csv writes every metric, tag and param.",
         epilog="examples:\n  python -m gridsearch registry\n  python -m gridsearch registry --model taxifare --csv promoted.csv\n"
         "  python -m gridsearch registry --search 3f2a9c1d0e4b5a67 --tracking-uri http://127.0.0.1:5000",
     )
@@ -313,4 +344,66 @@ def _registry(args: argparse.Namespace) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
         print(f"{len(table)} runs written to {args.csv}")
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    report = _command(
+        commands,
+        "report",
+        help="write the figures of a search (or of every search under a log root) as one self-contained HTML file",
+        description="Draw what the run log holds, each figure only when the log has what it needs: score vs fit time and vs "
+        "model size with their Pareto fronts, parallel coordinates, parameter importance, heatmaps of the best score per "
+        "pair of parameters, one slice per parameter, learning curves and halving rounds, the workers' timeline, and each "
+        "step's output for the best candidate (explain). Over a log root, its searches side by side; with --tracking-uri, "
+        "the promoted runs over time. The file embeds BokehJS and opens offline; hover, click and the top-k slider work in it.",
+        epilog="examples:\n  python -m gridsearch report runs/3f2a9c1d0e4b5a67\n  python -m gridsearch report runs --to report.html\n"
+        "  python -m gridsearch report runs --tracking-uri sqlite:///mlflow.db --top-k 20",
+    )
+    report.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
+    report.add_argument("--to", metavar="FILE", help="the HTML file to write (default: LOG/report.html)")
+    report.add_argument("--top-k", type=int, default=10, metavar="N", help="candidates highlighted at first (default: 10)")
+    report.add_argument("--tracking-uri", metavar="URI", help="an MLflow store: add its promoted runs over time")
+    report.add_argument("--no-explain", dest="explain", action="store_false",
+                        help="leave out the step-by-step output of the best candidate's pipeline (it refits it once)")
+    report.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gridsearch.view.report import report
+
+    print(report(args.log, to=args.to or Path(args.log) / "report.html", top_k=args.top_k, tracking_uri=args.tracking_uri,
+                 explain=args.explain))
+    return 0
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    explain = _command(
+        commands,
+        "explain",
+        help="fit a search's pipeline once on one fold and show every step's output: shape, features, dtypes, times",
+        description="Fit the config's pipeline (with a candidate's params) on one fold's training rows, each step on its own, "
+        "and print for every step, ColumnTransformer branch and FeatureUnion part, nested ones too: input columns, output "
+        "shape, the first feature names, dtypes, share of missing values and of zeros, fit and transform time, memory. A step "
+        "that raises is marked with its error; the others are still shown.",
+        epilog="examples:\n  python -m gridsearch explain conf/search.yaml\n"
+        "  python -m gridsearch explain conf/search.yaml --candidate 3f2a --fold 2\n"
+        "  python -m gridsearch explain conf/search.yaml --rows 2000 --set data.rows=50000",
+    )
+    explain.add_argument("config", help="search YAML, e.g. conf/search.yaml")
+    explain.add_argument("--candidate", metavar="ID", help="set this candidate's params (id or unique prefix; default: the pipeline as built)")
+    explain.add_argument("--fold", type=int, default=0, metavar="K", help="the fold to fit on (default: 0)")
+    explain.add_argument("--rows", type=int, metavar="N", help="fit on a sample of N of the fold's training rows")
+    explain.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value (YAML syntax), e.g. --set data.rows=5000; repeatable")
+    explain.set_defaults(handler=_explain)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from gridsearch.search.config import load_config, parse_overrides
+    from gridsearch.view.explain import explain
+
+    print(explain(load_config(args.config, parse_overrides(args.overrides)), candidate=args.candidate, fold=args.fold, rows=args.rows))
     return 0

@@ -1,22 +1,26 @@
 """MLflow for the few models worth keeping: the tracking store, one run per promoted model, the registry.
 
-Every MLflow call of the project is in this module, and MLflow is imported on first use.
-A search never comes here (its thousands of fits go to the run log); ``gridsearch promote``
-does, with models already refitted, and ``gridsearch predict`` loads them back.
+Every MLflow call of the project is in this module, :mod:`kampai.tracking` and
+:mod:`kampai.runs`, and MLflow is imported on first use. A search never comes here (its
+thousands of fits go to the run log); ``gridsearch promote`` does, with models already
+refitted, and ``gridsearch predict`` loads them back.
+
+A promoted model carries the code no index serves (ours) and requires only what an index
+serves (:mod:`kampai.packaging`), so it loads where this project is not installed. A model
+run may be the child of a parent run (:mod:`kampai.runs`), with the real times of its fits.
 
 Measured with MLflow 3.17 on 2 cores: one promoted run (tags, params and metrics in one
-``log_batch``, the config as an artifact, the model with a signature, an input example and
-explicit pip requirements, a registered version) takes 0.2-0.3 s against a local SQLite store.
+``log_batch``, the config as an artifact, the model with a signature, an input example,
+explicit pip requirements and its code, a registered version) takes 0.2-0.3 s against a
+local SQLite store.
 """
 
 from __future__ import annotations
 
-import math
-import os
+import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,31 +30,25 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from kampai.errors import RegistryError, one_line
-from kampai.packaging import flatten_params, pip_requirements, skops_trusted_types
+from kampai.packaging import ModelCode, flatten_params, model_code, skops_trusted_types
+from kampai.tracking import (
+    DEFAULT_TRACKING_URI,
+    PARENT_TAG,
+    PROBE_ENV,
+    QUIET_ENV,
+    RUN_NAME_TAG,
+    artifact_location,
+    environment,
+    log_batch,
+    resolve_tracking_uri,
+    sqlite_path,
+    tag_conditions,
+    tracking,
+)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"
 MODEL_NAME_TAG = "kampai.model_name"
 MODEL_VERSION_TAG = "kampai.model_version"
-# Modules a pickled-free skops model needs at inference, besides those of its estimators.
-# An unreachable server must fail in seconds, not after MLflow's 7 retries with backoff (~4 min).
-_PROBE_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-_QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_PARAMS_PER_BATCH = 100  # MLflow's limit on params (and tags) per log_batch
-
-
-def resolve_tracking_uri(configured: str | None = None) -> str:
-    """The tracking store to use: ``configured``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
-
-    ``configured`` is an explicit option or the config's ``registry.tracking_uri``. The
-    default is MLflow's own: a SQLite file in the working directory. A relative SQLite path
-    is made absolute so that messages, the UI and later commands name the same file.
-    """
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and uri != prefix + ":memory:":
-        uri = prefix + str(Path(uri[len(prefix):]).absolute())
-    return uri
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,12 @@ class ModelRun:
     artifacts : mapping
         File name to text, e.g. the search config.
     metadata : mapping
-        Kept in the MLmodel file, e.g. ``{"target": "fare_amount"}``.
+        Kept in the MLmodel file, e.g. ``{"target": "fare_amount"}``; the modules of the
+        shipped code and their digest are added (``code_modules``, ``code_digest``).
+    parent_run_id : str, optional
+        Makes the run a child of this run (tag ``mlflow.parentRunId``).
+    start_time, end_time : int, optional
+        The run's times in epoch milliseconds, e.g. those of the fits it stands for (default: now).
     """
 
     key: Mapping[str, str]
@@ -87,6 +90,9 @@ class ModelRun:
     tags: Mapping[str, str] = field(default_factory=dict)
     artifacts: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,37 +160,42 @@ class Store:
         (``created=False``) and nothing is written. Runs with that key left incomplete by a
         crash are deleted first. On any failure, everything this call created is deleted
         again (run, logged model, model version, a new registered model) before the
-        :class:`RegistryError`.
+        :class:`RegistryError`. The model version tag is written last: it marks a complete run.
         """
         complete, stale = self._runs_with(run.key, model_name)
         if complete:
             return _registered(complete[0], model_name)
         for leftover in stale:
-            self._discard(leftover.info.run_id, model_name, delete_model=False)
+            self.discard(leftover.info.run_id, model_name)
         trusted = skops_trusted_types(run.model, run.X.head(5))  # before anything is written
+        code = model_code(run.model, trusted)
         started = time.perf_counter()
         run_id: str | None = None
         new_model = False
         try:
             import mlflow
 
-            experiment_id = self._experiment(model_name)
-            tags = {**run.tags, **run.key, MODEL_NAME_TAG: model_name}
-            with _tracking(self.uri, _QUIET_ENV), mlflow.start_run(experiment_id=experiment_id, run_name=run.name, tags=tags) as active:
-                run_id = active.info.run_id
-                self._log_batch(run_id, flatten_params(run.params), run.metrics)
+            experiment_id = self.experiment(model_name)
+            tags = {**run.tags, **run.key, MODEL_NAME_TAG: model_name, RUN_NAME_TAG: run.name}
+            if run.parent_run_id:
+                tags[PARENT_TAG] = run.parent_run_id
+            run_id = self.client.create_run(experiment_id, start_time=run.start_time, tags=tags, run_name=run.name).info.run_id
+            with tracking(self.uri), mlflow.start_run(run_id=run_id):
+                log_batch(self.client, run_id, flatten_params(run.params), run.metrics)
                 for name, text in run.artifacts.items():
                     self.client.log_text(run_id, text, name)
                 log_started = time.perf_counter()
-                info = _log_sklearn_model(run, trusted)
+                info = _log_sklearn_model(run, trusted, code)
                 log_model_seconds = time.perf_counter() - log_started
                 new_model = self._ensure_registered_model(model_name)
                 version = self.client.create_model_version(model_name, source=info.model_uri, run_id=run_id,
                                                            model_id=info.model_id, tags=dict(run.key)).version
-                self.client.set_tag(run_id, MODEL_VERSION_TAG, str(version))
+            if run.end_time is not None:
+                self.client.set_terminated(run_id, "FINISHED", end_time=max(run.end_time, run.start_time or 0))
+            self.client.set_tag(run_id, MODEL_VERSION_TAG, str(version))
         except Exception as exc:  # noqa: BLE001 - whatever failed (store, model, registry), undo and report in one line
             if run_id is not None:
-                self._discard(run_id, model_name, delete_model=new_model)
+                self.discard(run_id, model_name, delete_model=new_model)
             raise RegistryError(f"could not log {run.name} to {self.uri}: {one_line(exc)} (nothing was kept)") from None
         logged = self.client.get_run(run_id)
         return RegisteredRun(run_id, model_name, str(version), True, dict(logged.data.metrics), dict(logged.data.tags),
@@ -198,7 +209,7 @@ class Store:
         experiment = self.client.get_experiment_by_name(model_name)
         if experiment is None:
             return None
-        conditions = [*_tag_conditions({**among, MODEL_NAME_TAG: model_name}), f"tags.`{MODEL_VERSION_TAG}` != ''",
+        conditions = [*tag_conditions({**among, MODEL_NAME_TAG: model_name}), f"tags.`{MODEL_VERSION_TAG}` != ''",
                       "attributes.status = 'FINISHED'"]
         best = self.client.search_runs([experiment.experiment_id], " and ".join(conditions),
                                        order_by=[f"metrics.`{metric}` DESC"], max_results=1)
@@ -211,62 +222,49 @@ class Store:
             raise RegistryError(f"could not set alias {alias!r} of model {model_name} in {self.uri}: {one_line(exc)}") from None
         return version
 
-    def promoted_runs(self, model_name: str | None = None, where: Mapping[str, str] | None = None) -> pd.DataFrame:
-        """Runs with a registered model, one row each, columns as ``mlflow.search_runs`` names them.
+    def tag(self, run_ids: list[str], tags: Mapping[str, str], model_name: str | None = None) -> None:
+        """Set ``tags`` on runs and, with ``model_name``, on the model versions those runs registered."""
+        for run_id in run_ids:
+            log_batch(self.client, run_id, tags=tags)
+            if model_name:
+                for version in self.client.search_model_versions(f"run_id = '{run_id}'"):
+                    for name, value in tags.items():
+                        self.client.set_model_version_tag(model_name, version.version, name, value)
 
-        ``run_id, model_name, model_version, aliases, start_time, status``, then
-        ``metrics.<name>``, ``tags.<name>`` (MLflow's own ``mlflow.*`` tags left out) and
-        ``params.<name>``, sorted by model name and version.
-        """
-        experiments = [e.experiment_id for e in self.client.search_experiments()]
-        conditions = [f"tags.`{MODEL_VERSION_TAG}` != ''", *_tag_conditions(dict(where or {}))]
-        if model_name:
-            conditions += _tag_conditions({MODEL_NAME_TAG: model_name})
-        runs, token = [], None
-        while experiments:
-            page = self.client.search_runs(experiments, " and ".join(conditions), max_results=1000, page_token=token)
-            runs.extend(page)
-            token = page.token
-            if not token:
-                break
-        aliases = self._aliases({run.data.tags[MODEL_NAME_TAG] for run in runs})
-        rows = [_run_row(run, aliases) for run in runs]
-        fixed = ["run_id", "model_name", "model_version", "aliases", "start_time", "status"]
-        table = pd.DataFrame(rows, columns=None if rows else fixed)
-        if rows:
-            rest = sorted(set(table.columns) - set(fixed), key=lambda c: (("metrics.", "tags.", "params.").index(c.split(".")[0] + "."), c))
-            table = table[fixed + rest]
-            table = table.sort_values(["model_name", "model_version"], key=lambda s: s.map(_version_key)).reset_index(drop=True)
-        return table
-
-    def _runs_with(self, key: Mapping[str, str], model_name: str) -> tuple[list[Any], list[Any]]:
-        """(complete, stale) runs logged for ``key``: stale ones were left by a crash mid-promotion."""
-        experiment = self.client.get_experiment_by_name(model_name)
-        if experiment is None:
-            return [], []
-        runs = self.client.search_runs([experiment.experiment_id], " and ".join(_tag_conditions({**key, MODEL_NAME_TAG: model_name})))
-        complete = [r for r in runs if r.info.status == "FINISHED" and MODEL_VERSION_TAG in r.data.tags]
-        return complete, [r for r in runs if r not in complete]
-
-    def _experiment(self, model_name: str) -> str:
-        """The experiment named after the model; with SQLite, its artifacts go next to the database."""
+    def experiment(self, model_name: str) -> str:
+        """The id of the experiment named after the model, created if needed (with SQLite, artifacts next to the database)."""
         experiment = self.client.get_experiment_by_name(model_name)
         if experiment is not None and experiment.lifecycle_stage == "deleted":
             raise RegistryError(f"experiment {model_name!r} is deleted in {self.uri} (restore it with "
                                 f"'mlflow experiments restore', or set another registry.model_name)")
         if experiment is not None:
             return experiment.experiment_id
-        return self.client.create_experiment(model_name, artifact_location=_artifact_location(self.uri))
+        return self.client.create_experiment(model_name, artifact_location=artifact_location(self.uri))
 
-    def _log_batch(self, run_id: str, params: Mapping[str, str], metrics: Mapping[str, float]) -> None:
-        from mlflow.entities import Metric, Param
+    def discard(self, run_id: str, model_name: str | None = None, delete_model: bool = False) -> None:
+        """Delete a run and what hangs on it: model versions, logged models (best effort).
 
-        now = int(time.time() * 1000)
-        entities = [Param(name, value) for name, value in params.items()]
-        scores = [Metric(name, float(value), now, 0) for name, value in metrics.items() if not math.isnan(float(value))]
-        for start in range(0, max(len(entities), 1), _PARAMS_PER_BATCH):
-            chunk = entities[start:start + _PARAMS_PER_BATCH]
-            self.client.log_batch(run_id, params=chunk, metrics=scores if start == 0 else [])
+        ``delete_model`` also deletes the registered model ``model_name`` (one this call created).
+        """
+        for action in (
+            lambda: [self.client.delete_model_version(v.name, v.version) for v in self.client.search_model_versions(f"run_id = '{run_id}'")],
+            lambda: [self.client.delete_logged_model(m.model_id) for m in (self.client.get_run(run_id).outputs.model_outputs or [])],
+            lambda: self.client.delete_run(run_id),
+            lambda: delete_model and model_name and self.client.delete_registered_model(model_name),
+        ):
+            try:
+                action()
+            except Exception:  # noqa: BLE001, S112 - cleanup goes on; the original error is what the user sees
+                continue
+
+    def _runs_with(self, key: Mapping[str, str], model_name: str) -> tuple[list[Any], list[Any]]:
+        """(complete, stale) runs logged for ``key``: stale ones were left by a crash mid-promotion."""
+        experiment = self.client.get_experiment_by_name(model_name)
+        if experiment is None:
+            return [], []
+        runs = self.client.search_runs([experiment.experiment_id], " and ".join(tag_conditions({**key, MODEL_NAME_TAG: model_name})))
+        complete = [r for r in runs if r.info.status == "FINISHED" and MODEL_VERSION_TAG in r.data.tags]
+        return complete, [r for r in runs if r not in complete]
 
     def _ensure_registered_model(self, model_name: str) -> bool:
         """Create the registered model if needed; True when this call created it."""
@@ -281,32 +279,6 @@ class Store:
         self.client.create_registered_model(model_name)
         return True
 
-    def _discard(self, run_id: str, model_name: str, delete_model: bool) -> None:
-        """Delete a run and what hangs on it: model versions, logged models (best effort)."""
-        for action in (
-            lambda: [self.client.delete_model_version(v.name, v.version) for v in self.client.search_model_versions(f"run_id = '{run_id}'")],
-            lambda: [self.client.delete_logged_model(m.model_id) for m in (self.client.get_run(run_id).outputs.model_outputs or [])],
-            lambda: self.client.delete_run(run_id),
-            lambda: delete_model and self.client.delete_registered_model(model_name),
-        ):
-            try:
-                action()
-            except Exception:  # noqa: BLE001, S112 - cleanup goes on; the original error is what the user sees
-                continue
-
-    def _aliases(self, model_names: set[str]) -> dict[tuple[str, str], list[str]]:
-        """(model name, version) to its aliases."""
-        found: dict[tuple[str, str], list[str]] = {}
-        for name in model_names:
-            try:
-                aliases = self.client.get_registered_model(name).aliases
-            except Exception:  # noqa: BLE001, S112 - a model deleted since: no aliases
-                continue
-            for alias, version in aliases.items():
-                found.setdefault((name, str(version)), []).append(alias)
-        return found
-
-
 def open_store(tracking_uri: str | None = None, create: bool = True) -> Store:
     """The store at ``tracking_uri`` (see :func:`resolve_tracking_uri`), checked reachable in seconds.
 
@@ -320,23 +292,18 @@ def open_store(tracking_uri: str | None = None, create: bool = True) -> Store:
         SQLite path that cannot be created.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    database = _sqlite_path(uri)
+    database = sqlite_path(uri)
     if not create and database is not None and not database.exists():
         raise RegistryError(f"no MLflow store at {uri}: {database} does not exist (promote a model first, "
                             "or give --tracking-uri / MLFLOW_TRACKING_URI)")
     try:
-        with _environment(_PROBE_ENV, override=True):
+        with environment(PROBE_ENV, override=True):
             store = Store(uri)
             store.client.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - requests, SQLAlchemy and MLflow errors alike mean unreachable
         raise RegistryError(f"cannot reach the MLflow tracking store {uri}: {one_line(exc)} "
                             "(start the server, or fix MLFLOW_TRACKING_URI / registry.tracking_uri)") from None
     return store
-
-
-def promoted_runs(tracking_uri: str | None = None, model_name: str | None = None, where: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Every run with a registered model in the store; see :meth:`Store.promoted_runs`."""
-    return open_store(tracking_uri, create=False).promoted_runs(model_name, where)
 
 
 def load_model(model_uri: str, tracking_uri: str | None = None) -> LoadedModel:
@@ -351,7 +318,7 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> LoadedModel:
     try:
         import mlflow
 
-        with _tracking(store.uri, _QUIET_ENV):
+        with tracking(store.uri, QUIET_ENV):
             pyfunc = mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # noqa: BLE001 - unknown model, alias, artifact or loader error, in one line
         raise RegistryError(f"cannot load model {model_uri} from {store.uri}: {one_line(exc)}") from None
@@ -360,7 +327,8 @@ def load_model(model_uri: str, tracking_uri: str | None = None) -> LoadedModel:
     return LoadedModel(model_uri, pyfunc, inputs, dict(pyfunc.metadata.metadata or {}))
 
 
-def _log_sklearn_model(run: ModelRun, trusted: list[str]) -> Any:
+def _log_sklearn_model(run: ModelRun, trusted: list[str], code: ModelCode) -> Any:
+    """``mlflow.sklearn.log_model`` into the active run: skops, signature, input example, requirements, code."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -368,7 +336,8 @@ def _log_sklearn_model(run: ModelRun, trusted: list[str]) -> Any:
     # MLflow reads every value (6.5 s for a million rows); the head and the rows with missing
     # values give the same schema, missing values (optional columns) included.
     sample = pd.concat([run.X.head(1000), run.X[run.X.isna().any(axis=1)].head(1000)])
-    with warnings.catch_warnings():
+    metadata = {**run.metadata, "code_modules": list(code.sources), "code_digest": code.digest}
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="kampai-code-") as shipped:
         warnings.filterwarnings("ignore", message=".*[Ii]nteger column", category=UserWarning)
         warnings.filterwarnings("ignore", module=r"mlflow\.")  # MLflow's own deprecations (pandas 4, ...), not the user's
         signature = infer_signature(sample, run.model.predict(example))
@@ -377,92 +346,17 @@ def _log_sklearn_model(run: ModelRun, trusted: list[str]) -> Any:
             name=MODEL_ARTIFACT,
             signature=signature,
             input_example=example,
-            pip_requirements=pip_requirements(run.model),
+            pip_requirements=list(code.requirements),
+            code_paths=code.write(Path(shipped)) or None,
             serialization_format="skops",
             skops_trusted_types=trusted,
-            metadata=dict(run.metadata),
+            metadata=metadata,
         )
-
-
-def _tag_conditions(tags: Mapping[str, str]) -> list[str]:
-    return [f"tags.`{name}` = '{value}'" for name, value in tags.items()]
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, None for other stores."""
-    path = uri[len("sqlite:///"):].partition("?")[0] if uri.startswith("sqlite:///") else ""
-    return Path(path) if path and path != ":memory:" else None
-
-
-def _artifact_location(uri: str) -> str | None:
-    """``<database dir>/mlruns`` for SQLite (MLflow's default next to the default database); the server's otherwise."""
-    database = _sqlite_path(uri)
-    return None if database is None else (database.parent / "mlruns").absolute().as_uri()
-
-
-def _run_row(run: Any, aliases: Mapping[tuple[str, str], list[str]]) -> dict[str, Any]:
-    tags = run.data.tags
-    name, version = tags[MODEL_NAME_TAG], tags[MODEL_VERSION_TAG]
-    row: dict[str, Any] = {
-        "run_id": run.info.run_id,
-        "model_name": name,
-        "model_version": version,
-        "aliases": ",".join(sorted(aliases.get((name, version), []))),
-        "start_time": pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
-        "status": run.info.status,
-    }
-    row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
-    row.update({f"tags.{k}": v for k, v in tags.items() if not k.startswith("mlflow.") and k not in (MODEL_NAME_TAG, MODEL_VERSION_TAG)})
-    row.update({f"params.{k}": v for k, v in run.data.params.items()})
-    return row
 
 
 def _registered(run: Any, model_name: str) -> RegisteredRun:
     tags = run.data.tags
     return RegisteredRun(run.info.run_id, model_name, tags[MODEL_VERSION_TAG], False, dict(run.data.metrics), dict(tags))
-
-
-def _version_key(value: Any) -> Any:
-    return int(value) if isinstance(value, str) and value.isdigit() else value
-
-
-@contextmanager
-def _environment(values: Mapping[str, str], override: bool = False) -> Iterator[None]:
-    """Set environment variables for a block; those the user set are kept unless ``override``."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update({name: value for name, value in values.items() if override or saved[name] is None})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@contextmanager
-def _tracking(uri: str, env: Mapping[str, str]) -> Iterator[None]:
-    """Point MLflow's fluent API (``start_run``, ``log_model``, ``pyfunc.load_model``) at ``uri`` for a block.
-
-    The fluent API reads a module-level URI; the caller's (and ``$MLFLOW_TRACKING_URI``,
-    which ``set_tracking_uri`` overwrites) are restored afterwards.
-    """
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved_uri = tracking_utils._tracking_uri
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        with _environment(env):
-            yield
-    finally:
-        mlflow.set_tracking_uri(saved_uri)
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 __all__ = [
@@ -473,6 +367,5 @@ __all__ = [
     "Store",
     "load_model",
     "open_store",
-    "promoted_runs",
     "resolve_tracking_uri",
 ]

@@ -188,7 +188,11 @@ def test_image_installs_the_project_as_make_run_and_make_test_do(instructions):
         return done.stdout.splitlines()
 
     install = recipe("install")
-    assert any(line.endswith(' -m pip install --quiet -e ".[test]"') for line in install), install
+    # from the lock, which the image copies in with the Makefile
+    assert any(line.endswith(f' pip install --quiet --python {venv}/bin/python -r requirements.lock -e ".[test]"')
+               for line in install), install
+    copied = [source for command in instructions if command.cmd == "COPY" for source in command.value[:-1]]
+    assert "requirements.lock" in copied
     for readme_command in ("run", "test"):  # the README's `make run` and `make test` set up the same way first
         assert recipe(readme_command)[:len(install)] == install
     assert "make run" in (REPO / "README.md").read_text() and "make test" in (REPO / "README.md").read_text()

@@ -3,7 +3,9 @@
 The model is loaded by :mod:`kampai.registry` as MLflow's pyfunc, the same object
 ``mlflow models serve`` answers with, so a file scored here and a request to the server give
 the same numbers. The file is read as the search reads its data and checked against the
-model's signature (the training schema) before anything is predicted.
+model's signature (the training schema) before anything is predicted. The code that trained
+the model (kept in its metadata) is compared with the running code: a difference is a
+warning naming both, or a refusal with ``strict_code``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def predict(
     *,
     keep: Sequence[str] = (),
     tracking_uri: str | None = None,
+    strict_code: bool = False,
 ) -> pd.DataFrame:
     """Predict every row of a CSV or Parquet file with a registered model and write the predictions.
 
@@ -42,6 +45,10 @@ def predict(
         Input columns copied next to the predictions, e.g. ``["key"]`` for a Kaggle submission.
     tracking_uri : str, optional
         The store holding the model (default: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``).
+    strict_code : bool
+        Refuse, rather than warn (:class:`~gridsearch.registry.code.CodeVersionWarning`), when
+        the running code differs from the code that trained the model: another commit, dirty
+        flag or package version, or other source files for the modules the model carries.
 
     Returns
     -------
@@ -52,11 +59,13 @@ def predict(
     Raises
     ------
     GridsearchError
-        Missing or mistyped columns.
+        Missing or mistyped columns; other code than the model's, with ``strict_code``.
     KampaiError
         An unreadable input, an unsupported or unwritable output, an unreachable store, an
         unknown model or alias.
     """
+    from gridsearch.registry.code import check_model_code
+    from kampai.provenance import code_version
     from kampai.registry import load_model
 
     check_table_suffix(output_path)
@@ -65,6 +74,7 @@ def predict(
     if missing_keep:
         raise GridsearchError(f"{input_path}: no column {', '.join(missing_keep)} to keep (columns: {', '.join(map(str, frame.columns))})")
     loaded = load_model(model, tracking_uri)
+    check_model_code(model, loaded.metadata, code_version(), strict=strict_code)
     X = validate_columns(frame, loaded.inputs, str(input_path))
     predictions = frame[list(keep)].copy()
     predictions[str(loaded.metadata.get("target", "prediction"))] = loaded.predict(X)

@@ -4,39 +4,45 @@ A search writes every fit to its run log; only the candidates a person picks rea
 Each is refitted with the production pipeline (the search's own code, no memo, no
 intermediate files) on the search's full training data, scored on the held-out split when
 the config keeps one (``data.test_size``), and logged by :mod:`kampai.registry` as one run
-with a registered model version. The best version promoted from the search gets the
-config's alias (``registry.alias``, ``champion`` by default).
+with a registered model version, a child of the search's parent run
+(:mod:`gridsearch.registry.parent`). The best version promoted from the search gets the
+config's alias (``registry.alias``, ``champion`` by default). ``tag_code`` labels the
+search's git commit, so the code of a model can be checked out by name.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import tempfile
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import pandas as pd
 import yaml
-from sklearn.base import BaseEstimator, clone
-from sklearn.metrics import get_scorer
 
 from gridsearch.errors import ArgumentError, GridsearchError
-from gridsearch.log.records import SearchMeta, Status
+from gridsearch.log.query import find_logs
+from gridsearch.log.records import SearchMeta
 from gridsearch.log.results import best_first, log_results
 from gridsearch.log.runlog import read_log
+from gridsearch.registry.code import code_change, commit_to_tag, record_tag
+from gridsearch.registry.parent import (
+    RESULTS_ARTIFACT,
+    TAG,
+    candidate_children,
+    candidate_metrics,
+    candidate_times,
+    run_name,
+    search_parent,
+)
+from gridsearch.registry.refit import refit_all
 from gridsearch.search.config import SearchConfig
-from gridsearch.search.inputs import load_inputs
-from gridsearch.search.space import resolve, step_names
 from kampai.ids import matching
 from kampai.provenance import CodeVersion, code_version
-
-TAG = "gridsearch."
-_CODE_COLUMNS = ("git_sha", "git_dirty", "package_version")
 
 
 @dataclass(frozen=True)
@@ -61,10 +67,41 @@ class Promotion:
     alias: str | None = None
     seconds: float = 0.0
     log_model_seconds: float = 0.0
+    parent_run_id: str | None = None
 
     @property
     def model_uri(self) -> str:
         return f"models:/{self.model_name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Promotions(Sequence[Promotion]):
+    """What one ``promote`` did: the promotions in the order chosen (indexable as a list), and the search's runs.
+
+    ``parent_run_id`` is the search's parent run (``parent_created``: written by this
+    call); ``children_logged`` the model-less child runs ``all_runs`` wrote, in
+    ``children_seconds``; ``code_tag`` the git tag of the search's commit, if asked for.
+    """
+
+    items: tuple[Promotion, ...]
+    search_id: str
+    model_name: str
+    tracking_uri: str
+    parent_run_id: str
+    parent_created: bool = False
+    children_logged: int = 0
+    children_seconds: float = 0.0
+    code_tag: str | None = None
+
+    @overload
+    def __getitem__(self, index: int) -> Promotion: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Promotion]: ...
+    def __getitem__(self, index: int | slice) -> Promotion | Sequence[Promotion]:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 def promote(
@@ -73,13 +110,22 @@ def promote(
     candidates: Sequence[str] | None = None,
     allow_code_change: bool = False,
     tracking_uri: str | None = None,
-) -> list[Promotion]:
+    *,
+    all_runs: bool = False,
+    tag_code: str | None = None,
+    tag_dirty: bool = False,
+    code_repo: str | os.PathLike[str] | None = None,
+) -> Promotions:
     """Refit the chosen candidates of a search and log each to MLflow with a registered model.
+
+    The search gets one parent run (config, size, ``best_<param>``, ``best_cv_score``, the
+    ``cv_results`` table as ``cv_results.csv``, the log's report files); each promoted
+    candidate is its child run, with the start and end times of its fits in the log.
 
     Parameters
     ----------
     log_path : path
-        A search's run log directory, ``runs/<search id>``.
+        A search's run log directory, ``runs/<search id>``, or a log root holding one search.
     top : int, optional
         Promote the ``top`` best fully scored candidates by the first scorer (default 1).
     candidates : sequence of str, optional
@@ -91,73 +137,103 @@ def promote(
     tracking_uri : str, optional
         Overrides the config's ``registry.tracking_uri``, ``$MLFLOW_TRACKING_URI`` and the
         default ``sqlite:///mlflow.db``.
+    all_runs : bool
+        Also log every other candidate of the search as a child run without a model (its
+        params, ``cv_results`` numbers and fit times), in one ``log_batch`` each.
+    tag_code : str, optional
+        Tag the git commit the search ran (e.g. ``taxifare-v3``, an annotated tag in the
+        checkout of this code, or ``code_repo``) and record the tag (``gridsearch.code_tag``)
+        on the parent run, the promoted runs and their model versions.
+    tag_dirty : bool
+        Tag even though the search ran on uncommitted changes (the commit is not the code
+        that scored it).
+    code_repo : path, optional
+        The git repository to tag in (default: the checkout this code is imported from).
 
     Returns
     -------
-    list of Promotion
-        In the order chosen; promoting a candidate again returns its first run.
+    Promotions
+        The promotions in the order chosen; promoting a candidate again returns its first run.
 
     Raises
     ------
     GridsearchError
-        An empty log, an unknown or failed candidate, changed code or data; nothing written.
+        An empty log, a log root with several searches, an unknown or failed candidate,
+        changed code or data, a commit that cannot be tagged; nothing written.
     RegistryError
         An unreachable tracking store (checked before any refit), or a failed write, after
-        which nothing of that candidate is kept.
+        which nothing of that candidate is kept (nor the parent run, if it has no children).
     """
-    from kampai.registry import ModelRun, open_store
+    from kampai.registry import MODEL_VERSION_TAG, open_store
+    from kampai.runs import children_of, log_children
 
-    log_path = Path(log_path)
+    log_path = one_search(log_path)
     meta, records = _read_search(log_path)
     table = _ranked(records, meta)
     winners = _choose(table, log_path, meta, top, candidates)
     config = meta.search_config(log_path)
-    scoring = meta.scoring
     current = code_version()
+    tagged_sha = commit_to_tag(meta, records, tag_code, tag_dirty, code_repo) if tag_code else None
     store = open_store(tracking_uri or config.registry.tracking_uri)
     model_name = config.registry.model_name
 
     found = {cid: store.find(_key(meta, cid), model_name) for cid in winners["candidate_id"]}
     todo = winners[[found[cid] is None for cid in winners["candidate_id"]]]
-    scored_by = _code_change(meta, records, todo, current, log_path, allow_code_change) if len(todo) else None
-    refits = _refit_all(config, meta, todo, scoring) if len(todo) else {}
+    scored_by = code_change(meta, records, todo, current, log_path, allow_code_change) if len(todo) else None
+    refits = refit_all(config, meta, todo, meta.scoring) if len(todo) else {}
 
-    done: list[tuple[Any, Any]] = []
-    for row in winners.itertuples(index=False):
-        cid = row.candidate_id
-        if found[cid] is not None:
-            done.append((row, found[cid]))
-            continue
-        model, metrics, X, tags = refits[cid]
-        run = ModelRun(
-            key=_key(meta, cid),
-            name=f"{meta.search_id[:8]}-rank{row.rank}-{cid[:8]}",
-            model=model,
-            X=X,
-            params=model.get_params(deep=True),
-            metrics={**_cv_metrics(row, scoring), **metrics},
-            tags={**_tags(meta, row, current, scored_by), **tags},
-            artifacts={"search.yaml": yaml.safe_dump(dict(meta.config), sort_keys=False)},
-            metadata={"target": config.data.target, "search_id": meta.search_id, "candidate_id": cid},
-        )
-        done.append((row, store.log_model_run(model_name, run)))
+    parent_id, parent_created = _parent(store, model_name, meta, records, table, log_path)
+    experiment_id = store.experiment(model_name)
+    try:
+        done = _log_models(store, model_name, config, meta, records, winners, found, refits, current, scored_by, parent_id, tag_code)
+    except Exception:
+        if parent_created and not children_of(store, experiment_id, parent_id):
+            store.discard(parent_id)
+        raise
+    promoted = {row.candidate_id for row, _ in done}
+    for child in children_of(store, experiment_id, parent_id):  # a model-less child (all_runs) gives way to its model's run
+        if child.data.tags.get(f"{TAG}candidate_id") in promoted and MODEL_VERSION_TAG not in child.data.tags:
+            store.discard(child.info.run_id)
+    started = time.perf_counter()
+    logged = log_children(store, experiment_id, parent_id, candidate_children(meta, records, table, promoted)) if all_runs else 0
+    children_seconds = time.perf_counter() - started
+    if tag_code and tagged_sha:
+        record_tag(store, model_name, tag_code, tagged_sha, meta, [parent_id, *(r.run_id for _, r in done)], code_repo)
 
     champion = store.set_best_alias(model_name, config.registry.alias, {f"{TAG}search_id": meta.search_id},
-                                    f"mean_test_{scoring[0]}")
-    return [
+                                    f"mean_test_{meta.scoring[0]}")
+    items = tuple(
         Promotion(
             search_id=meta.search_id, candidate_id=row.candidate_id, rank=int(row.rank), params=dict(row.params),
             run_id=registered.run_id, model_name=model_name, version=registered.version, created=registered.created,
             metrics=dict(registered.metrics), tracking_uri=store.uri,
             alias=config.registry.alias if registered.version == champion else None,
-            seconds=registered.seconds, log_model_seconds=registered.log_model_seconds,
+            seconds=registered.seconds, log_model_seconds=registered.log_model_seconds, parent_run_id=parent_id,
         )
         for row, registered in done
-    ]
+    )
+    return Promotions(items, meta.search_id, model_name, store.uri, parent_id, parent_created, logged, children_seconds, tag_code)
+
+
+def one_search(path: str | os.PathLike[str]) -> Path:
+    """The log directory of the one search at ``path``: a search's directory, or a log root holding only it.
+
+    Raises
+    ------
+    GridsearchError
+        No search at ``path``, or several (naming the latest three).
+    """
+    logs = find_logs(path)
+    if len(logs) == 1:
+        return logs[0]
+    latest = sorted(logs, key=_created, reverse=True)[:3]
+    root = str(Path(path)).rstrip("/") + "/"
+    raise GridsearchError(f"{len(logs)} searches under {root}: give one, e.g. {latest[0]} "
+                          f"(the latest: {', '.join(str(log) for log in latest)}; see 'python -m gridsearch top {Path(path)}')")
 
 
 def summary(promotions: Sequence[Promotion]) -> str:
-    """What ``gridsearch promote`` prints: one row per promotion, the alias, how to predict."""
+    """What ``gridsearch promote`` prints: one row per promotion, the parent run, the alias, how to predict."""
     if not promotions:
         return "nothing promoted"
     first = promotions[0]
@@ -174,12 +250,71 @@ def summary(promotions: Sequence[Promotion]) -> str:
         rows.append(row)
     board = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
     lines = [f"search {first.search_id} -> model {first.model_name} in {first.tracking_uri}", "", board, ""]
+    if isinstance(promotions, Promotions):
+        status = "new" if promotions.parent_created else "existing"
+        lines.append(f"parent run {promotions.parent_run_id} ({status}): the search, with the promoted runs as its children")
+        if promotions.children_logged:
+            lines.append(f"{promotions.children_logged} more candidates logged as child runs in {promotions.children_seconds:.1f} s")
+        if promotions.code_tag:
+            lines.append(f"git tag {promotions.code_tag} -> the search's commit (push it: git push origin {promotions.code_tag})")
     champion = next((p for p in promotions if p.alias), None)
     if champion:
         lines.append(f"alias {champion.alias} -> {champion.model_name} version {champion.version}")
         lines.append(f"predict: python -m gridsearch predict --model models:/{champion.model_name}@{champion.alias} "
                      "--input new.csv --output preds.csv")
     return "\n".join(lines)
+
+
+def _parent(store: Any, model_name: str, meta: SearchMeta, records: pd.DataFrame, table: pd.DataFrame,
+            log_path: Path) -> tuple[str, bool]:
+    """The search's parent run in the model's experiment: found in the log's current state, or written now."""
+    from kampai.runs import ensure_parent
+
+    with tempfile.TemporaryDirectory(prefix="gridsearch-parent-") as directory:
+        return ensure_parent(store, model_name, search_parent(meta, records, table, log_path, Path(directory) / RESULTS_ARTIFACT))
+
+
+def _log_models(store: Any, model_name: str, config: SearchConfig, meta: SearchMeta, records: pd.DataFrame, winners: pd.DataFrame,
+                found: Mapping[str, Any], refits: Mapping[str, Any], current: CodeVersion, scored_by: str | None,
+                parent_id: str, code_tag: str | None) -> list[tuple[Any, Any]]:
+    """Each winner's model run (a child of ``parent_id``), or the run an earlier promote logged.
+
+    The model's metadata keeps the code version that refitted it (and ``code_tag``), which
+    ``predict`` compares with its own.
+    """
+    from kampai.registry import ModelRun
+
+    times = candidate_times(records)
+    done: list[tuple[Any, Any]] = []
+    for row in winners.itertuples(index=False):
+        cid = row.candidate_id
+        if found[cid] is not None:
+            done.append((row, found[cid]))
+            continue
+        model, metrics, X, tags = refits[cid]
+        started, finished = times.get(cid, (None, None))
+        run = ModelRun(
+            key=_key(meta, cid),
+            name=run_name(meta, cid, int(row.rank)),
+            model=model,
+            X=X,
+            params=model.get_params(deep=True),
+            metrics={**candidate_metrics(row._asdict()), **metrics},
+            tags={**_tags(meta, row, current, scored_by), **tags},
+            artifacts={"search.yaml": yaml.safe_dump(dict(meta.config or {}), sort_keys=False)},
+            metadata={"target": config.data.target, "search_id": meta.search_id, "candidate_id": cid,
+                      "code_version": {**current.as_dict(), **({"tag": code_tag} if code_tag else {})}},
+            parent_run_id=parent_id,
+            start_time=started,
+            end_time=finished,
+        )
+        done.append((row, store.log_model_run(model_name, run)))
+    return done
+
+
+def _created(log: Path) -> str:
+    """When a search started (``search.json``), for naming the latest; its directory's time when it says nothing."""
+    return SearchMeta.read(log).created or str(log.stat().st_mtime)
 
 
 def _read_search(log_path: Path) -> tuple[SearchMeta, pd.DataFrame]:
@@ -229,75 +364,8 @@ def _choose(table: pd.DataFrame, log_path: Path, meta: SearchMeta, top: int | No
     return table.iloc[chosen]
 
 
-def _code_change(meta: SearchMeta, records: pd.DataFrame, winners: pd.DataFrame, current: CodeVersion,
-                 log_path: Path, allowed: bool) -> str | None:
-    """The recorded code, when it is not the running code (else None); refuses unless ``allowed``.
-
-    Recorded means the log's ``search.json`` (the code that started the search) and the
-    records of the winners (the code that scored them, which differs if a search was resumed).
-    A dirty tree is compared by its flag only: uncommitted edits since the search go unseen.
-    """
-    scored = records[records["candidate_id"].isin(set(winners["candidate_id"])) & (records["status"] == Status.OK)]
-    versions = {
-        CodeVersion(_none(sha), None if _none(dirty) is None else bool(dirty), str(package))
-        for sha, dirty, package in zip(*(scored[c] for c in _CODE_COLUMNS))
-    }
-    if meta.code_version:
-        versions.add(CodeVersion(**{c: meta.code_version.get(c) for c in _CODE_COLUMNS}))
-    others = sorted(str(v) for v in versions if v != current)
-    if not others:
-        return None
-    if not allowed:
-        raise ArgumentError("allow_code_change", f"not given, and the code changed since the search: {log_path} was scored by "
-                            f"{', '.join(others)}, this is {current}; the refit would run other code (rerun the search, or give it)")
-    return ", ".join(others)
-
-
-def _refit_all(config: SearchConfig, meta: SearchMeta, winners: pd.DataFrame,
-               scoring: Sequence[str]) -> dict[str, tuple[BaseEstimator, dict[str, float], pd.DataFrame, dict[str, str]]]:
-    """Every winner refitted before anything is written, so a failing refit leaves MLflow untouched."""
-    inputs = load_inputs(config)
-    if inputs.data_fingerprint != meta.data_fingerprint:
-        raise GridsearchError(f"the data changed since the search: fingerprint {meta.data_fingerprint} in the log, "
-                              f"{inputs.data_fingerprint} now; the refit would train on other data (restore it, or rerun the search)")
-    X, y = inputs.dataset.X, inputs.dataset.y
-    steps = step_names(inputs.pipeline)
-    refits = {}
-    for row in winners.itertuples(index=False):
-        model = _uncached(clone(inputs.pipeline)).set_params(**resolve(row.params, steps))
-        started = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                model.fit(X, y)
-            except Exception as exc:  # noqa: BLE001 - any failure of the user's pipeline is reported in one line
-                raise GridsearchError(f"refit of candidate {row.candidate_id} failed: {type(exc).__name__}: {exc}") from None
-        metrics = {"refit_time": time.perf_counter() - started}
-        tags = {f"{TAG}n_train": str(len(X))}
-        if inputs.holdout is not None:
-            X_test, y_test = inputs.holdout
-            metrics.update({f"holdout_{name}": float(get_scorer(name)(model, X_test, y_test)) for name in scoring})
-            tags[f"{TAG}n_holdout"] = str(len(X_test))
-        if caught:
-            tags[f"{TAG}refit_warnings"] = "; ".join(sorted({f"{w.category.__name__}: {w.message}" for w in caught}))[:5000]
-        refits[row.candidate_id] = (model, metrics, X, tags)
-    return refits
-
-
-def _uncached(model: BaseEstimator) -> BaseEstimator:
-    """No ``Pipeline(memory=...)`` anywhere: the production pipeline writes no intermediate files."""
-    memory = {name: None for name, value in model.get_params(deep=True).items()
-              if (name == "memory" or name.endswith("__memory")) and value is not None}
-    return model.set_params(**memory) if memory else model
-
-
 def _key(meta: SearchMeta, candidate_id: str) -> dict[str, str]:
     return {f"{TAG}search_id": meta.search_id, f"{TAG}candidate_id": candidate_id}
-
-
-def _cv_metrics(row: Any, scoring: Sequence[str]) -> dict[str, float]:
-    values = row._asdict()
-    return {f"{kind}_test_{name}": float(values[f"{kind}_test_{name}"]) for name in scoring for kind in ("mean", "std")}
 
 
 def _tags(meta: SearchMeta, row: Any, current: CodeVersion, scored_by: str | None) -> dict[str, str]:
@@ -312,12 +380,8 @@ def _tags(meta: SearchMeta, row: Any, current: CodeVersion, scored_by: str | Non
     }
     if current.git_sha:
         tags["mlflow.source.git.commit"] = current.git_sha
+    tags[f"{TAG}code_version"] = str(current)
     if scored_by is not None:
         tags[f"{TAG}code_change_allowed"] = "true"
         tags[f"{TAG}search_code_version"] = scored_by
     return tags
-
-
-def _none(value: Any) -> Any:
-    """Arrow nulls come back as None or NaN."""
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -178,7 +178,11 @@ def test_promote_logs_one_run_per_winner_in_rank_order(searched, promoted, serve
     assert all(p.created for p in promoted) and [p.version for p in promoted] == ["1", "2", "3"]
     store = open_store(searched.uri)
     experiment = store.client.get_experiment_by_name("taxifare")
-    assert len(store.client.search_runs([experiment.experiment_id])) == 3
+    runs = store.client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("kampai.run_kind") == "parent"]  # the search, with the 3 as children
+    assert len(runs) == 4 and parent.info.run_id == promoted.parent_run_id and promoted.parent_created
+    assert sorted(r.info.run_id for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id) == \
+        sorted(p.run_id for p in promoted)
     assert [v.run_id for v in sorted(store.client.search_model_versions("name = 'taxifare'"), key=lambda v: int(v.version))] == \
         [p.run_id for p in promoted]
 
@@ -213,7 +217,11 @@ def test_run_holds_params_scores_provenance_config_and_model(searched, promoted)
     loaded = load_model(first.model_uri, searched.uri)
     assert [name for name, _, _ in loaded.inputs] == list(prepare_search(searched.config).dataset.X.columns)  # the signature
     assert loaded.pyfunc.metadata.saved_input_example_info["type"] == "dataframe"
-    assert loaded.metadata == {"target": "fare_amount", "search_id": searched.result.search_id, "candidate_id": first.candidate_id}
+    code = meta["code_version"]
+    assert loaded.metadata == {"target": "fare_amount", "search_id": searched.result.search_id, "candidate_id": first.candidate_id,
+                               "code_version": {k: code[k] for k in ("git_sha", "git_dirty", "package_version")},
+                               "code_modules": ["kampai", "kampai.data", "kampai.errors", "kampai.transformers"],
+                               "code_digest": loaded.metadata["code_digest"]}  # the code predict compares with its own
 
 
 def test_refit_is_the_production_pipeline_on_the_full_training_data(searched, promoted):
@@ -289,7 +297,7 @@ def test_bad_requests_are_one_line_errors_that_write_nothing(searched, promoted,
     empty.mkdir()
     cases = [
         (["promote", str(searched.log), "--candidate", "ffffffffzz", "--tracking-uri", searched.uri], "candidate 'ffffffffzz' is not in run log"),
-        (["promote", str(empty), "--tracking-uri", searched.uri], f"run log {empty} holds no results; nothing to promote"),
+        (["promote", str(empty), "--tracking-uri", searched.uri], f"no run log at {empty}: no search.json or part-*.arrows in it"),
         (["promote", str(searched.log), "--top", "1", "--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
          "cannot reach the MLflow tracking store http://127.0.0.1:"),
     ]
@@ -384,10 +392,11 @@ def test_registry_lists_promoted_runs_and_exports_csv(searched, promoted):
     assert set(promoted_ids := [p.run_id for p in promoted]) <= set(table["run_id"])
     first = table.set_index("run_id").loc[promoted[0].run_id]
     assert first["aliases"] == "champion" and first["model_version"] == "1"
+    assert first["parent_run_id"] == promoted.parent_run_id  # the hierarchy: each promoted run under its search's run
     assert first["tags.gridsearch.candidate_id"] == promoted[0].candidate_id
     assert first["metrics.mean_test_r2"] == pytest.approx(promoted[0].metrics["mean_test_r2"])
     assert "params.model__alpha" in table.columns and not any(c.startswith("tags.mlflow.") for c in table.columns)
-    assert "champion" in format_registry(table)
+    assert "champion" in format_registry(table) and promoted.parent_run_id[:8] in format_registry(table)
     out = searched.root / "registry.csv"
     done = _gridsearch("registry", "--tracking-uri", searched.uri, "--csv", str(out))
     assert done.returncode == 0, done.stderr
