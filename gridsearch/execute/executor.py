@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -36,6 +37,7 @@ from kampai.ids import content_id
 
 CONNECT_TIMEOUT = "10s"
 _ALONE = "alone"  # key prefix of a fit retried alone on the cluster after its batch's workers died
+_ALONE_RETRIES = 3  # times an alone fit's inputs are computed again when they, not the fit, died
 
 
 @contextlib.contextmanager
@@ -140,7 +142,9 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     A batch whose workers kept dying (Dask's ``KilledWorker``) may have died for one of its
     candidates, or merely beside one on the same worker. Once the rest is done, its families
     are retried one at a time, each alone on the cluster: a family that still kills its
-    worker is recorded with that as its own error; the others get their real scores.
+    worker is recorded with that as its own error; the others get their real scores. An
+    input of a family (its prefix, its rows) that died beside a culprit is computed again
+    and the family retried: that death is not the family's.
 
     Raises
     ------
@@ -152,6 +156,7 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     costs = FitCosts()
     in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None]] = {}
     suspects: list[tuple[FitBatch, Future | None]] = []  # families of batches whose workers died
+    retries: Counter[str] = Counter()  # per alone task: its inputs computed again after dying beside a culprit
     max_in_flight = 3 * max(1, sum(client.nthreads().values()))
     finished = as_completed()
 
@@ -171,8 +176,15 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         if isinstance(what, RawStage):
             on_stage(StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True))
             return
-        if future.status != "finished" and isinstance(future.exception(), KilledWorker) and not future.key.startswith(_ALONE):
+        killed = future.status != "finished" and isinstance(future.exception(), KilledWorker)
+        if killed and not future.key.startswith(_ALONE):
             suspects.extend((replace(what, families=(family,)), source) for family in what.families)
+            return
+        if killed and future.exception().task != future.key and retries[future.key] < _ALONE_RETRIES:
+            retries[future.key] += 1  # an input of this family died beside another culprit: computed again, then the family
+            in_flight[future.key] = (future, what, source)
+            client.retry([future])
+            finished.add(future)
             return
         records = future.result() if future.status == "finished" else _failed(what, future, work.stamp)
         costs.observe(what.cost_key, records, len(what.families))
@@ -184,10 +196,9 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         for future in finished:
             collect(future)
         for batch, source in suspects:  # alone on the cluster: a worker's death is this family's own
-            if source is not None and source.status == "error":
-                client.retry([source])  # its prefix died beside the culprit: computed again first
             submit(batch, source, _ALONE)
-            collect(next(finished))
+            for future in finished:
+                collect(future)
     except BaseException:
         client.cancel([future for future, *_ in in_flight.values()])
         raise
@@ -242,16 +253,17 @@ class _Inputs:
 def _failed(batch: FitBatch, future: Future, stamp: RecordStamp) -> list[FitRecord]:
     """Records for a batch whose task itself failed.
 
-    A family that kept killing its workers while alone on the cluster killed them itself: an
-    error of its own, never retried. Anything else (a lost connection, a cancelled task) is not the candidates'
-    doing: ``lost``, redone on resume. Bad input met by the task's inputs (rows that cannot
-    be rebuilt or read on a worker) stops the search instead.
+    A family whose own task kept killing its workers while alone on the cluster killed them
+    itself: an error of its own, never retried. Anything else (a lost connection, a cancelled
+    task, inputs that kept dying) is not the candidates' doing: ``lost``, redone on resume.
+    Bad input met by the task's inputs (rows that cannot be rebuilt or read on a worker)
+    stops the search instead.
     """
     exc = future.exception()
     if isinstance(exc, (GridsearchError, KampaiError)):
         raise exc
     error, trace = failure(exc)
-    status = Status.ERROR if isinstance(exc, KilledWorker) else Status.LOST
+    status = Status.ERROR if isinstance(exc, KilledWorker) and exc.task == future.key else Status.LOST
     if status is Status.ERROR:
         error = f"the worker fitting this candidate died, on every worker that tried it ({error})"
     return [FitRecord.of(stamp, item, batch.fold, status, {}, error=error, traceback=trace) for item in batch.items]
