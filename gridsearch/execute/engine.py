@@ -17,6 +17,7 @@ from gridsearch.execute.failfast import FIRST_FITS, FailFast
 from gridsearch.execute.interrupts import DeferredInterrupts
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.workers import check_workers, ship_modules, user_modules
+from gridsearch.log.lease import search_lease
 from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
 from gridsearch.log.results import cv_results, leaderboard
 from gridsearch.log.runlog import RunLog, ensure_writable, read_log
@@ -24,6 +25,7 @@ from gridsearch.search.config import SearchConfig
 from gridsearch.search.pilot import pilot, pilot_summary
 from gridsearch.search.prepare import PreparedSearch, prepare_search
 from kampai.cache import record_hits
+from kampai.ids import content_id
 from kampai.provenance import code_version
 
 
@@ -79,9 +81,18 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
         On Ctrl-C, after cancelling pending work and flushing the log.
     CandidateFailed
         When a fit raises and ``search.error_score`` is ``raise``.
+    GridsearchError
+        On bad input, and while the same search (same log and space) is running elsewhere.
     """
     search = prepare_search(config, **overrides)
     ensure_writable(search.config.log_dir)
+    space = search.config.space
+    with search_lease(search.log_path, content_id(space.grids, space.n_iter, space.seed)):
+        return _run(search, progress, top)
+
+
+def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
+    """:func:`run` of a prepared search, as the one run of its candidates on its log."""
     done = _recorded_fits(search.log_path)
     say = print if progress else _silent
     say(search.plan.summary())

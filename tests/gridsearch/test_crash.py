@@ -1,14 +1,17 @@
 """Nothing lost: a search killed with SIGKILL at random points resumes to exactly one record per fit.
 
-Searches run as real ``python -m gridsearch run`` processes against the session's LocalCluster;
-the log is checked after every kill (still loadable, nothing duplicated) and after the rerun
-that completes it (every (candidate, fold) exactly once, status ok).
+Searches run as real ``python -m gridsearch run`` processes against the session's LocalCluster.
+Each is killed when the records on disk reach a seeded random count, so every kill lands
+mid-search whatever the machine's speed; the log is checked after every kill (still loadable,
+nothing lost or duplicated) and after the rerun that completes it (every (candidate, fold)
+exactly once, status ok).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -17,15 +20,16 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from gridsearch.log.records import PART_GLOB
 from gridsearch.log.runlog import read_log
 
 REPO = Path(__file__).resolve().parents[2]
-# 3 x 200 candidates x 3 folds = 1 800 small fits: enough that the kills land mid-search.
-CRASH_SPACE = {"features__geohash__encode__precision": [4, 5, 6], "model__alpha": {"logspace": [-3, 3, 200]}}
-N_FITS = 3 * 200 * 3
+# 3 x 100 candidates x 3 folds = 900 small fits; every kill lands before the last KILL_MARGIN of them,
+# more than a run writes between two polls of the log (a fit batch holds up to ~100 of these fits).
+CRASH_SPACE = {"features__geohash__encode__precision": [4, 5, 6], "model__alpha": {"logspace": [-3, 3, 100]}}
+N_FITS = 3 * 100 * 3
+KILL_MARGIN = 300
 KILL_SEEDS = [0, 1, 2, 3, 4]
 
 
@@ -55,12 +59,32 @@ def _records_on_disk(log: Path | None) -> int:
         return len(read_log(log))
 
 
-def _wait_for_records(process: subprocess.Popen[str], runs: Path, at_least: int, timeout: float = 60) -> None:
+def _parts(log: Path | None) -> tuple[tuple[str, int], ...]:
+    """Names and sizes of the log's parts: what changes when records are written."""
+    return tuple(sorted((part.name, part.stat().st_size) for part in log.glob(PART_GLOB))) if log is not None else ()
+
+
+def _wait_for_records(process: subprocess.Popen[str], runs: Path, at_least: int, timeout: float = 120) -> None:
+    """Poll the log until it holds ``at_least`` records; fail if the search ends first.
+
+    The log is read again only when a part grew (reading 900 records takes ~30 ms of the
+    two cores the search runs on).
+    """
     deadline = time.monotonic() + timeout
-    while _records_on_disk(_log_dir(runs)) < at_least:
+    parts, count = None, 0
+    while count < at_least:
         assert process.poll() is None, f"search ended before it was killed: {process.communicate()[1][-2000:]}"
-        assert time.monotonic() < deadline, "no new record appeared in time"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"fewer than {at_least} records after {timeout} s"
+        log = _log_dir(runs)
+        if _parts(log) != parts:
+            parts, count = _parts(log), _records_on_disk(log)
+        else:
+            time.sleep(0.01)
+
+
+def _kill_target(rng: random.Random, seen: int, kills_left: int) -> int:
+    """A record count to kill at: after this run's first record, leaving room for the kills still to come."""
+    return rng.randint(seen + 1, seen + max(1, (N_FITS - KILL_MARGIN - seen) // kills_left))
 
 
 def _load_after_crash(log: Path) -> pd.DataFrame:
@@ -84,36 +108,30 @@ def test_killed_searches_resume_to_one_record_per_fit(write_config, tmp_path):
     config = write_config(search={"params": CRASH_SPACE})
     runs = tmp_path / "runs"
     seen = 0
-    for seed in KILL_SEEDS:
-        rng = random.Random(seed)
+    for index, seed in enumerate(KILL_SEEDS):
+        target = _kill_target(random.Random(seed), seen, len(KILL_SEEDS) - index)
         process = _start(config)
         try:
-            # The next record to appear is this run's first: it has connected and is computing.
-            _wait_for_records(process, runs, at_least=seen + 1)
-            time.sleep(rng.uniform(0.0, 0.8))
+            # Records beyond `seen` are this run's: it has connected, resumed and is computing.
+            _wait_for_records(process, runs, at_least=target)
             os.kill(process.pid, signal.SIGKILL)
         finally:
             process.kill()
             process.communicate()
         records = _load_after_crash(_log_dir(runs))
         assert not records.duplicated(["candidate_id", "fold"]).any(), f"seed {seed}: a fit was recorded twice"
-        assert len(records) >= seen, f"seed {seed}: records disappeared"
+        assert target <= len(records) < N_FITS, f"seed {seed}: {len(records)} records after the kill at {target} of {N_FITS}"
         seen = len(records)
-        if seen == N_FITS:
-            break
-    assert seen < N_FITS, "every run finished before its kill; the kills tested nothing (make CRASH_SPACE larger)"
     _finish(config)
     _assert_exactly_once(_load_after_crash(_log_dir(runs)), N_FITS)
 
 
-@pytest.mark.parametrize("same_config", [False, True], ids=["two-configs", "same-config-twice"])
-def test_concurrent_searches_write_separate_parts_of_one_log(write_config, tmp_path, same_config):
+def test_concurrent_searches_of_other_candidates_write_separate_parts_of_one_log(write_config, tmp_path):
     # Same pipeline, data, cv and scoring: one search id, so one log directory for both.
     alphas = ({"logspace": [-3, 0, 40]}, {"logspace": [0.5, 3, 40]})
-    first = write_config("a.yaml", search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": alphas[0]}})
-    second = first if same_config else write_config(
-        "b.yaml", search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": alphas[1]}})
-    processes = [_start(first), _start(second)]
+    configs = [write_config(f"{name}.yaml", search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": alpha}})
+               for name, alpha in zip("ab", alphas)]
+    processes = [_start(config) for config in configs]
     for process in processes:
         _, stderr = process.communicate(timeout=240)
         assert process.returncode == 0, stderr
@@ -128,15 +146,29 @@ def test_concurrent_searches_write_separate_parts_of_one_log(write_config, tmp_p
     for part in per_part:
         assert not part.duplicated(["candidate_id", "fold"]).any()
         assert set(part["status"]) == {"ok"} and part["worker"].notna().all() and part["params"].notna().all()
-    assert len(records) == sum(map(len, per_part))
-    if same_config:
-        # The run that started second skips what the first had recorded by then; the rest both compute.
-        _assert_exactly_once(records.drop_duplicates(["candidate_id", "fold"]), n_fits)
-        scores = records.groupby(["candidate_id", "fold"])["test_r2"].nunique()
-        assert (scores == 1).all(), "the same fit scored differently in the two runs"
-    else:
-        assert [len(part) for part in per_part] == [n_fits, n_fits]
-        _assert_exactly_once(records, 2 * n_fits)
+    assert [len(part) for part in per_part] == [n_fits, n_fits]
+    _assert_exactly_once(records, 2 * n_fits)
+
+
+def test_the_same_search_started_twice_is_refused_while_the_first_runs(write_config, tmp_path):
+    config = write_config(search={"params": CRASH_SPACE})
+    first = _start(config)
+    try:
+        _wait_for_records(first, tmp_path / "runs", at_least=1)  # it holds the lease: it is writing
+        second = subprocess.run([sys.executable, "-m", "gridsearch", "run", str(config), "--quiet"], cwd=REPO,
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert first.poll() is None, "the first run ended before the second was refused: make CRASH_SPACE larger"
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    log = _log_dir(tmp_path / "runs")
+    assert second.returncode == 2 and second.stdout == ""
+    assert re.fullmatch(rf"error: {re.escape(str(log))}: the same search is already running \(process {first.pid} on "
+                        rf"{re.escape(os.uname().nodename)} since [0-9T:+-]+\); wait for it to end, or stop it: "
+                        r"a later run resumes what it leaves\n", second.stderr), second.stderr
+    assert len(list(log.glob(PART_GLOB))) == 1  # the refused run wrote nothing
+    _finish(config)  # the lease of the stopped run is free again
+    _assert_exactly_once(_load_after_crash(log), N_FITS)
 
 
 def _only(part: Path, directory: Path) -> Path:
