@@ -16,13 +16,12 @@ import logging
 import os
 import signal
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import dask
 import pandas as pd
-from distributed import Client, Future, KilledWorker, LocalCluster, as_completed
+from distributed import Client, Future, KilledWorker, LocalCluster, as_completed, wait
 from sklearn.base import BaseEstimator
 
 from gridsearch.errors import GridsearchError
@@ -37,7 +36,7 @@ from kampai.ids import content_id
 
 CONNECT_TIMEOUT = "10s"
 _ALONE = "alone"  # key prefix of a fit retried alone on the cluster after its batch's workers died
-_ALONE_RETRIES = 3  # times an alone fit's inputs are computed again when they, not the fit, died
+_ALONE_ATTEMPTS = 3  # runs of a family alone when its inputs, not the family, kept dying beside a culprit
 
 
 @contextlib.contextmanager
@@ -154,37 +153,35 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     """
     inputs = _Inputs(client, work)
     costs = FitCosts()
-    in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None]] = {}
-    suspects: list[tuple[FitBatch, Future | None]] = []  # families of batches whose workers died
-    retries: Counter[str] = Counter()  # per alone task: its inputs computed again after dying beside a culprit
+    in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None, int]] = {}
+    suspects: list[tuple[FitBatch, Future | None, int]] = []  # families to run alone, each with its attempt
     max_in_flight = 3 * max(1, sum(client.nthreads().values()))
     finished = as_completed()
 
-    def watch(future: Future, what: FitBatch | RawStage, source: Future | None = None) -> None:
-        in_flight[future.key] = (future, what, source)
+    def watch(future: Future, what: FitBatch | RawStage, source: Future | None = None, attempt: int = 0) -> None:
+        in_flight[future.key] = (future, what, source, attempt)
         finished.add(future)
         while finished.count() >= max_in_flight:
             collect(next(finished))
 
-    def submit(batch: FitBatch, source: Future | None, kind: str = "fit") -> None:
+    def submit(batch: FitBatch, source: Future | None, attempt: int | None = None) -> None:
         # The search id is in the key: a search with other scorers on the same scheduler must not get these records.
+        kind = "fit" if attempt is None else f"{_ALONE}{attempt}"
         key = f"{kind}-{content_id(work.stamp.search_id, batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
-        watch(client.submit(fit_batch, source, batch.fold, work.pipeline, batch.families, work.stamp, key=key, pure=False), batch, source)
+        future = client.submit(fit_batch, source, batch.fold, work.pipeline, batch.families, work.stamp, key=key, pure=False)
+        watch(future, batch, source, attempt or 0)
 
     def collect(future: Future) -> None:
-        _, what, source = in_flight.pop(future.key)
+        _, what, source, attempt = in_flight.pop(future.key)
         if isinstance(what, RawStage):
             on_stage(StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True))
             return
         killed = future.status != "finished" and isinstance(future.exception(), KilledWorker)
         if killed and not future.key.startswith(_ALONE):
-            suspects.extend((replace(what, families=(family,)), source) for family in what.families)
+            suspects.extend((replace(what, families=(family,)), source, 0) for family in what.families)
             return
-        if killed and future.exception().task != future.key and retries[future.key] < _ALONE_RETRIES:
-            retries[future.key] += 1  # an input of this family died beside another culprit: computed again, then the family
-            in_flight[future.key] = (future, what, source)
-            client.retry([future])
-            finished.add(future)
+        if killed and future.exception().task != future.key and attempt + 1 < _ALONE_ATTEMPTS:
+            suspects.append((what, source, attempt + 1))  # an input died beside another culprit: not this family's death
             return
         records = future.result() if future.status == "finished" else _failed(what, future, work.stamp)
         costs.observe(what.cost_key, records, len(what.families))
@@ -195,8 +192,11 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
             submit(batch, inputs.source(batch, watch))
         for future in finished:
             collect(future)
-        for batch, source in suspects:  # alone on the cluster: a worker's death is this family's own
-            submit(batch, source, _ALONE)
+        while suspects:  # alone on the cluster: a worker's death is this family's own
+            batch, source, attempt = suspects.pop(0)
+            if source is not None:
+                _recompute_if_erred(client, source)
+            submit(batch, source, attempt)
             for future in finished:
                 collect(future)
     except BaseException:
@@ -248,6 +248,13 @@ class _Inputs:
             del self._preps[key]
         for key in [key for key, last in self._last_use.items() if last == index]:
             self._stages.pop(key, None)
+
+
+def _recompute_if_erred(client: Client, source: Future) -> None:
+    """Wait for a family's input; computed again if it died (beside a culprit, on a killed worker)."""
+    wait([source])
+    if source.status == "error":
+        client.retry([source])
 
 
 def _failed(batch: FitBatch, future: Future, stamp: RecordStamp) -> list[FitRecord]:
