@@ -5,7 +5,8 @@ A ``dask scheduler``, two ``dask worker`` processes, each in its own working dir
 all on 127.0.0.1. The client runs the default search on that scheduler twice (``--scheduler``,
 then ``cluster.address`` from Python), from one directory whose ``cache/`` (the config's
 ``cache.dir``) the workers share by its absolute path, as the compose workers share the mounted
-one; the scores equal a ``LocalCluster`` run's, and the winner is promoted to the server.
+one; the scores equal those of a run on the ``LocalCluster`` the search starts itself (no
+``cluster.address``, as ``make run`` does), and the winner is promoted to the server.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ CONFIG = REPO / "conf" / "search.yaml"
 ROWS = 3000  # the default search (1 000 fits) on fewer rows, to keep the test near a minute
 SUMMARY = re.compile(r"^(\d+) fits; raw stages: (\d+) computed, (\d+) from the memo$", re.MULTILINE)
 SCORES = ["test_neg_root_mean_squared_error", "test_r2"]
+# Two of the default grids, as conf/search.yaml spells them (the same candidates and ids): every precision, 38 candidates.
+SECOND_SPACE = [
+    {"features__geohash__encode__precision": [4], "model": ["sklearn.linear_model.Ridge"], "model__alpha": {"logspace": [-3, 3, 30]},
+     "model__fit_intercept": [True]},
+    {"features__geohash__encode__precision": [5, 6], "model": ["sklearn.linear_model.ElasticNet"], "model__alpha": [0.01, 0.1],
+     "model__l1_ratio": [0.2, 0.8]},
+]
 
 
 @dataclass
@@ -110,16 +118,15 @@ def _search_through_cli(scheduler: str, client_dir: Path) -> tuple[int, int, Pat
     return int(summary.group(2)), int(summary.group(3)), client_dir / re.search(r"^run log: (.+)$", done.stdout, re.MULTILINE).group(1)
 
 
-def _same_scores(log_a: Path, log_b: Path) -> None:
+def _same_scores(log_a: Path, log_b: Path, n_fits: int = 1000) -> None:
     merged = gridsearch.read_log(log_a).merge(gridsearch.read_log(log_b), on=["candidate_id", "fold"], suffixes=("_a", "_b"))
-    assert len(merged) == 1000
+    assert len(merged) == n_fits
     assert (merged["status_a"] == "ok").all() and (merged["status_b"] == "ok").all()
     for score in SCORES:
         np.testing.assert_allclose(merged[f"{score}_a"], merged[f"{score}_b"], rtol=0, atol=1e-12)
 
 
-def test_search_shares_the_memo_across_workers_and_promotes_to_the_server(mlflow_server, real_cluster, cluster_address,
-                                                                         tmp_path, monkeypatch):
+def test_search_shares_the_memo_across_workers_and_promotes_to_the_server(mlflow_server, real_cluster, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     from gridsearch.registry.promote import promote
@@ -138,15 +145,22 @@ def test_search_shares_the_memo_across_workers_and_promotes_to_the_server(mlflow
     assert not [p for name in ("worker-a", "worker-b") for p in (tmp_path / name).rglob("*") if p.name in {"cache", "joblib"}]
 
     # A second search from the same config and directory (a new log, so every fit runs again) loads every raw stage.
+    # Part of the space is enough: its candidates still need every geohash precision, so every raw stage.
     monkeypatch.chdir(client_dir)
-    second = gridsearch.run(CONFIG, progress=False, log="runs-second", cluster={"address": real_cluster.address}, **{"data.rows": ROWS})
+    second = gridsearch.run(CONFIG, progress=False, log="runs-second", cluster={"address": real_cluster.address},
+                            search={"params": SECOND_SPACE}, **{"data.rows": ROWS})
+    assert second.n_fits == (30 + 8) * 5
     assert (second.stages_computed, second.stages_from_memo) == (0, computed)
 
-    local = gridsearch.run(CONFIG, progress=False, log=str(tmp_path / "local"), cluster={"address": cluster_address},
+    # No cluster.address: the search starts its own loopback LocalCluster of cluster.workers processes.
+    local = gridsearch.run(CONFIG, progress=False, log=str(tmp_path / "local"), cluster={"address": None, "workers": 2, "dashboard": None},
                            **{"data.rows": ROWS, "cache.dir": None})
-    assert first.name == second.search_id == local.search_id
+    assert first.name == second.search_id == local.search_id and local.n_fits == 1000
+    local_workers = gridsearch.read_log(local.log_path)["worker"]
+    assert local_workers.nunique() == 2 and local_workers.str.startswith("tcp://127.0.0.1:").all()
+    assert not set(local_workers) & set(workers)
     _same_scores(first, local.log_path)
-    _same_scores(client_dir / second.log_path, local.log_path)
+    _same_scores(client_dir / second.log_path, local.log_path, second.n_fits)
 
     mlflow_server.wait_ready()
     [promoted] = promote(first, top=1, tracking_uri=mlflow_server.uri)

@@ -9,14 +9,14 @@ from gridsearch.errors import ConfigError
 from gridsearch.search.config import load_config, parse_overrides
 
 
-def test_default_config_is_valid_and_has_at_least_1000_fits():
+def test_default_config_is_valid_and_has_200_candidates_and_1000_fits():
     search = gridsearch.prepare_search("conf/search.yaml")
-    assert search.plan.n_fits >= 1000
+    assert len(search.candidates) == 200 and search.plan.folds == 5 and search.plan.n_fits == 1000
 
 
-def test_unknown_key_suggests_the_closest_one(write_config):
+def test_unknown_key_suggests_the_closest_one(config_file):
     with pytest.raises(ConfigError, match=r"search.yaml: cv.fold: unknown key; did you mean folds\? \(allowed: folds, seed, shuffle\)"):
-        load_config(write_config(cv={"fold": 3}))
+        load_config(config_file(cv={"fold": 3}))
 
 
 @pytest.mark.parametrize(
@@ -34,9 +34,9 @@ def test_unknown_key_suggests_the_closest_one(write_config):
         ({"colour": "blue"}, r"colour: unknown key"),
     ],
 )
-def test_bad_values_are_rejected_with_the_key(write_config, overrides, message):
+def test_bad_values_are_rejected_with_the_key(config_file, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(write_config(), overrides)
+        load_config(config_file(), overrides)
 
 
 def test_yaml_syntax_error_gives_line_and_column(tmp_path):
@@ -70,9 +70,9 @@ def test_missing_config_file_names_it(tmp_path):
         ({"cv": {"folds": 5000}}, r"cv.folds: Cannot have number of splits n_splits=5000 greater than the number of samples"),
     ],
 )
-def test_problems_found_with_pipeline_or_data_are_reported_before_work(write_config, sections, message):
+def test_problems_found_with_pipeline_or_data_are_reported_before_work(config_file, sections, message):
     with pytest.raises(ConfigError, match=message):
-        gridsearch.prepare_search(write_config(**sections))
+        gridsearch.prepare_search(config_file(**sections))
 
 
 def test_overrides_are_read_as_yaml():
@@ -85,12 +85,12 @@ def test_override_without_equals_is_rejected():
         parse_overrides(["cv.folds"])
 
 
-def test_nested_overrides_merge_into_sections(write_config):
-    config = load_config(write_config(), {"cv": {"folds": 4}, "data.rows": 900})
+def test_nested_overrides_merge_into_sections(config_file):
+    config = load_config(config_file(), {"cv": {"folds": 4}, "data.rows": 900})
     assert config.cv.folds == 4 and config.cv.shuffle is True and config.data.rows == 900
 
 
-def test_short_forms_of_pipeline_and_cache(write_config):
-    config = load_config(write_config(pipeline="kampai.pipeline:taxifare_pipeline", cache="memo"))
+def test_short_forms_of_pipeline_and_cache(config_file):
+    config = load_config(config_file(pipeline="kampai.pipeline:taxifare_pipeline", cache="memo"))
     assert config.pipeline.factory == "kampai.pipeline:taxifare_pipeline"
     assert str(config.cache.dir) == "memo" and config.cache.stages is None

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import gridsearch
 
 
-def test_run_returns_cv_results_with_sklearn_columns(write_config):
-    result = gridsearch.run(write_config(), progress=False)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, config_writer, cluster_address) -> gridsearch.SearchResult:
+    """The base config's search, run once for the tests that only read it (or copy its log)."""
+    write = config_writer(tmp_path_factory.mktemp("engine"), cluster_address)
+    return gridsearch.run(write(), progress=False)
+
+
+def test_run_returns_cv_results_with_sklearn_columns(finished):
+    result = finished
     table = result.cv_results
     assert len(table) == 6
     for column in ("params", "mean_fit_time", "std_fit_time", "mean_score_time", "param_model__alpha",
@@ -23,8 +32,8 @@ def test_run_returns_cv_results_with_sklearn_columns(write_config):
     assert result.best_params == table.loc[table["mean_test_neg_root_mean_squared_error"].idxmax(), "params"]
 
 
-def test_run_log_holds_one_record_per_candidate_and_fold(write_config):
-    result = gridsearch.run(write_config(), progress=False)
+def test_run_log_holds_one_record_per_candidate_and_fold(finished):
+    result = finished
     log = gridsearch.read_log(result.log_path)
     assert len(log) == 18
     assert not log.duplicated(["candidate_id", "fold"]).any()
@@ -64,11 +73,12 @@ def test_failing_preprocessing_fails_only_its_candidates(write_config):
     assert list(result.cv_results["n_errors"]) == [0, 3]
 
 
-def test_rerun_skips_recorded_fits_and_extends_a_grown_space(write_config):
-    first = gridsearch.run(write_config(), progress=False)
+def test_rerun_skips_recorded_fits_and_extends_a_grown_space(finished, write_config, tmp_path):
+    first = finished
+    shutil.copytree(first.log_path, tmp_path / "runs" / first.search_id)  # the finished search's log, grown here
     grown = {"features__geohash__encode__precision": [4, 5], "model__alpha": [0.1, 1.0, 10.0, 100.0]}
     second = gridsearch.run(write_config(search={"params": grown}), progress=False)
-    assert second.search_id == first.search_id and second.log_path == first.log_path
+    assert second.search_id == first.search_id and second.log_path == tmp_path / "runs" / first.search_id
     assert second.n_resumed == 18
     log = gridsearch.read_log(second.log_path)
     assert len(log) == 24 and not log.duplicated(["candidate_id", "fold"]).any()
@@ -77,9 +87,9 @@ def test_rerun_skips_recorded_fits_and_extends_a_grown_space(write_config):
     np.testing.assert_array_equal(shared["mean_test_r2"], shared["mean_test_r2_first"])
 
 
-def test_random_search_samples_n_iter_candidates_reproducibly(write_config):
+def test_random_search_samples_n_iter_candidates_reproducibly(config_file):
     search = {"params": {"model__alpha": {"loguniform": [0.001, 100.0]}, "features__geohash__encode__precision": [4, 5]}, "n_iter": 5, "seed": 3}
-    path = write_config(search=search)
+    path = config_file(search=search)
     first = gridsearch.prepare_search(path)
     again = gridsearch.prepare_search(path)
     assert len(first.candidates) == 5
@@ -87,16 +97,15 @@ def test_random_search_samples_n_iter_candidates_reproducibly(write_config):
     assert all(0.001 <= c.params["model__alpha"] <= 100.0 for c in first.candidates)
 
 
-def test_log_loads_into_pandas_with_one_call(write_config):
-    result = gridsearch.run(write_config(), progress=False)
-    log = gridsearch.read_log(result.log_path)
+def test_log_loads_into_pandas_with_one_call(finished):
+    log = gridsearch.read_log(finished.log_path)
     assert isinstance(log, pd.DataFrame)
     assert str(log["started"].dtype).startswith("datetime64")
 
 
-def test_held_out_rows_never_reach_the_search(write_config):
-    full = gridsearch.prepare_search(write_config())
-    held = gridsearch.prepare_search(write_config(data={**full.config.raw["data"], "test_size": 0.25}))
+def test_held_out_rows_never_reach_the_search(config_file):
+    full = gridsearch.prepare_search(config_file())
+    held = gridsearch.prepare_search(config_file(data={**full.config.raw["data"], "test_size": 0.25}))
     X_test, _ = held.holdout
     assert len(X_test) + len(held.dataset.X) == len(full.dataset.X)
     assert not set(X_test.index) & set(held.dataset.X.index)

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +17,26 @@ import pytest
 
 import gridsearch
 
-# 40 candidates x 3 folds of ~0.2 s: long enough to interrupt or kill a worker mid-search.
+# 20 candidates x 3 folds of ~0.1-0.2 s; interrupts and kills are triggered by the record count
+# on disk, and each test checks that the search was still running when they landed.
 SLOW_GRID = {"model": ["sklearn.ensemble.RandomForestRegressor"], "model__n_estimators": [10],
-             "model__max_depth": {"range": [4, 24]}, "model__min_samples_leaf": [1, 3], "model__random_state": [0]}
-SLOW_FITS = 40 * 3
+             "model__max_depth": {"range": [4, 14]}, "model__min_samples_leaf": [1, 3], "model__random_state": [0]}
+SLOW_FITS = 20 * 3
 
 
-def _wait_for_records(log_dir: Path, count: int = 1, seconds: float = 60) -> None:
+def _records_on_disk(log_dir: Path) -> int:
+    """Complete records under a log root holding one search (a torn tail is skipped)."""
+    logs = [d for d in log_dir.glob("*") if d.is_dir()] if log_dir.exists() else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return len(gridsearch.read_log(logs[0])) if logs else 0
+
+
+def _wait_for_records(log_dir: Path, count: int = 1, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
-    while True:
-        logs = [d for d in log_dir.glob("*") if d.is_dir()] if log_dir.exists() else []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if logs and len(gridsearch.read_log(logs[0])) >= count:
-                return
+    while _records_on_disk(log_dir) < count:
         assert time.monotonic() < deadline, f"no {count} records in {log_dir} after {seconds} s"
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def _assert_complete(result) -> None:
@@ -79,12 +84,16 @@ def test_numeric_error_score_is_the_failed_score(write_config):
 
 
 @pytest.mark.parametrize("value", ["rise", [1]])
-def test_bad_error_score_is_a_config_error(write_config, value):
+def test_bad_error_score_is_a_config_error(config_file, value):
     with pytest.raises(gridsearch.ConfigError, match=r"search.error_score: expected 'raise', 'nan' or a number"):
-        gridsearch.load_config(write_config(search={"params": {"model__alpha": [1.0]}, "error_score": value}))
+        gridsearch.load_config(config_file(search={"params": {"model__alpha": [1.0]}, "error_score": value}))
 
 
-def _kill_a_worker_during(run, kill) -> gridsearch.SearchResult:
+def _kill_a_worker_during(run: Callable[[], gridsearch.SearchResult], kill: Callable[[], int]) -> gridsearch.SearchResult:
+    """``run()`` in a thread while ``kill()`` (returning the records on disk just after its kill) runs here.
+
+    Fails unless the kill landed mid-search: fewer than every fit recorded by then.
+    """
     outcome: dict[str, object] = {}
 
     def target() -> None:
@@ -95,10 +104,13 @@ def _kill_a_worker_during(run, kill) -> gridsearch.SearchResult:
 
     thread = threading.Thread(target=target)
     thread.start()
-    kill()
-    thread.join(timeout=300)
+    try:
+        recorded = kill()
+    finally:
+        thread.join(timeout=300)
     if "error" in outcome:
         raise outcome["error"]
+    assert recorded < SLOW_FITS, f"the search had recorded all {recorded} fits before the kill; it tested nothing"
     return outcome["result"]
 
 
@@ -109,9 +121,10 @@ def test_search_survives_a_local_cluster_worker_killed_mid_search(write_config, 
         path = write_config(search={"params": SLOW_GRID}, cluster={"address": cluster.scheduler_address})
         victim = next(iter(client.run(os.getpid).values()))
 
-        def kill() -> None:
+        def kill() -> int:
             _wait_for_records(tmp_path / "runs", count=10)
             os.kill(victim, signal.SIGKILL)
+            return _records_on_disk(tmp_path / "runs")
 
         result = _kill_a_worker_during(lambda: gridsearch.run(path, progress=False), kill)
     _assert_complete(result)
@@ -120,9 +133,10 @@ def test_search_survives_a_local_cluster_worker_killed_mid_search(write_config, 
 def test_search_survives_a_real_dask_worker_process_killed(write_config, tmp_path, real_cluster):
     path = write_config(search={"params": SLOW_GRID}, cluster={"address": real_cluster.address})
 
-    def kill() -> None:
+    def kill() -> int:
         _wait_for_records(tmp_path / "runs", count=10)
         real_cluster.workers[0].kill()
+        return _records_on_disk(tmp_path / "runs")
 
     result = _kill_a_worker_during(lambda: gridsearch.run(path, progress=False), kill)
     _assert_complete(result)
@@ -131,11 +145,13 @@ def test_search_survives_a_real_dask_worker_process_killed(write_config, tmp_pat
 
 
 def test_a_changed_config_starts_a_new_search_and_says_what_changed(write_config, capsys):
-    path = write_config()
+    one = {"params": {"model__alpha": [1.0]}}  # the messages depend on the scope, not on the space
+    path = write_config(search=one)
+    first = gridsearch.run(path, progress=True)
+    assert f"new search {first.search_id}, logging to {first.log_path}" in capsys.readouterr().out
     gridsearch.run(path, progress=True)
-    assert "new search" in capsys.readouterr().out
-    gridsearch.run(path, progress=True)
-    assert "resuming search" in capsys.readouterr().out
-    path = write_config(data={"source": "synthetic-taxifare", "rows": 1400, "seed": 1})
-    gridsearch.run(path, progress=True)
-    assert "data changed since search" in capsys.readouterr().out
+    assert f"resuming search {first.search_id}: 3 fits already in {first.log_path}" in capsys.readouterr().out
+    path = write_config(data={"source": "synthetic-taxifare", "rows": 1400, "seed": 1}, search=one)
+    changed = gridsearch.run(path, progress=True)
+    assert (f"new search {changed.search_id}: data changed since search {first.search_id} from the same config, "
+            "whose log stays as it was") in capsys.readouterr().out

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +31,32 @@ def _run(write_config, tmp_path: Path, log: str, **sections):
     return gridsearch.run(write_config(log=str(tmp_path / log), **sections), progress=False)
 
 
-def test_one_branch_changing_does_not_recompute_the_others(write_config, tmp_path):
-    result = _run(write_config, tmp_path, "runs", search={"params": PRECISIONS})
+@dataclass(frozen=True)
+class Cold:
+    """A search of :data:`PRECISIONS` on an empty memo, run once for the module, and its config writer."""
+
+    result: gridsearch.SearchResult
+    directory: Path
+    write: Callable[..., Path]
+
+
+@pytest.fixture(scope="module")
+def cold(tmp_path_factory, config_writer, cluster_address) -> Cold:
+    directory = tmp_path_factory.mktemp("memo")
+    write = config_writer(directory, cluster_address)
+    return Cold(_run(write, directory, "cold", search={"params": PRECISIONS}), directory, write)
+
+
+def test_one_branch_changing_does_not_recompute_the_others(cold):
     # per fold: time + distance once, geohash once per precision
-    assert result.stages_computed == 3 * (1 + 1 + 3) and result.stages_from_memo == 0
+    assert cold.result.stages_computed == 3 * (1 + 1 + 3) and cold.result.stages_from_memo == 0
 
 
-def test_a_second_run_loads_every_stage_from_the_memo(write_config, tmp_path):
-    cold = _run(write_config, tmp_path, "cold", search={"params": PRECISIONS})
-    warm = _run(write_config, tmp_path, "warm", search={"params": PRECISIONS})
-    assert warm.stages_computed == 0 and warm.stages_from_memo == cold.stages_computed == 15
-    np.testing.assert_array_equal(warm.cv_results["mean_test_r2"], cold.cv_results["mean_test_r2"])
-    info = cache_info(tmp_path / "cache")
+def test_a_second_run_loads_every_stage_from_the_memo(cold):
+    warm = _run(cold.write, cold.directory, "warm", search={"params": PRECISIONS})
+    assert warm.stages_computed == 0 and warm.stages_from_memo == cold.result.stages_computed == 15
+    np.testing.assert_array_equal(warm.cv_results["mean_test_r2"], cold.result.cv_results["mean_test_r2"])
+    info = cache_info(cold.directory / "cache")
     assert info.entries == 15 and info.hits == 15 and info.misses == 15 and info.bytes > 0
 
 
@@ -55,12 +71,12 @@ def test_memo_can_be_limited_to_some_stages_or_turned_off(write_config, tmp_path
     again = _run(write_config, tmp_path, "b", cache={"dir": str(tmp_path / "cache"), "stages": ["features__geohash"]})
     assert again.stages_from_memo == 3 * 2 and again.stages_computed == 3 * 2  # geohash memoised, time/distance not
     off = _run(write_config, tmp_path, "c", cache={"dir": None})
-    assert off.stages_from_memo == 0
+    assert off.stages_from_memo == 0 and off.stages_computed == 3 * 4
 
 
-def test_unknown_memo_stage_is_a_config_error(write_config):
+def test_unknown_memo_stage_is_a_config_error(config_file):
     with pytest.raises(gridsearch.ConfigError, match=r"cache.stages: unknown stage 'features__geohsh'; did you mean features__geohash\?"):
-        gridsearch.prepare_search(write_config(cache={"dir": "cache", "stages": ["features__geohsh"]}))
+        gridsearch.prepare_search(config_file(cache={"dir": "cache", "stages": ["features__geohsh"]}))
 
 
 def _branch(features, name: str):

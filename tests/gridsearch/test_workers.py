@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 import pytest
 from distributed import Client
 
 import gridsearch
+from gridsearch.execute.engine import _work
+from gridsearch.execute.executor import execute
 from gridsearch.execute.workers import environment
+from gridsearch.log.records import FitRecord, Status
+from kampai.data import load_dataset, synthetic_taxifare
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_a_worker_running_other_code_is_refused_before_any_work(write_config, real_cluster, tmp_path):
+def test_a_worker_running_other_code_is_refused_before_any_work(write_config, module_real_cluster, tmp_path):
     other = tmp_path / "other-install"
     for package in ("kampai", "gridsearch"):
         shutil.copytree(REPO / package, other / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -27,24 +33,34 @@ def test_a_worker_running_other_code_is_refused_before_any_work(write_config, re
     dask = str(Path(sys.executable).with_name("dask"))
     workdir = tmp_path / "worker-other"
     workdir.mkdir()
-    worker = subprocess.Popen([dask, "worker", real_cluster.address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+    worker = subprocess.Popen([dask, "worker", module_real_cluster.address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
                                "--name", "other", "--local-directory", str(workdir)], cwd=workdir, stderr=subprocess.DEVNULL,
                               env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(other)})
     try:
-        with Client(real_cluster.address, timeout="20s") as client:
+        with Client(module_real_cluster.address, timeout="20s") as client:
             client.wait_for_workers(3, timeout=60)
             other_worker = [w for w, info in client.scheduler_info()["workers"].items() if info["name"] == "other"]
             assert client.run(environment, workers=other_worker)[other_worker[0]] != environment()
-        path = write_config(cluster={"address": real_cluster.address})
+        path = write_config(cluster={"address": module_real_cluster.address})
         with pytest.raises(gridsearch.GridsearchError, match=r"worker tcp://127.0.0.1:\d+ runs kampai-gridsearch 0.1.0 \(source \w+\), this client"):
             gridsearch.run(path, progress=False)
         assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("part-*"))
     finally:
         worker.send_signal(signal.SIGINT)  # a nanny exits at once on SIGINT
         worker.wait(timeout=30)
+        _wait_for_workers(module_real_cluster.address, 2)  # the shared cluster as it was
 
 
-def test_user_module_unknown_to_the_workers_is_shipped(write_config, real_cluster, tmp_path, monkeypatch):
+def _wait_for_workers(address: str, count: int, seconds: float = 30) -> None:
+    """Until the scheduler at ``address`` has exactly ``count`` workers."""
+    deadline = time.monotonic() + seconds
+    with Client(address, timeout="20s") as client:
+        while len(client.scheduler_info()["workers"]) != count:
+            assert time.monotonic() < deadline, f"the scheduler still has {len(client.scheduler_info()['workers'])} workers"
+            time.sleep(0.1)
+
+
+def test_user_module_unknown_to_the_workers_is_shipped(write_config, module_real_cluster, tmp_path, monkeypatch):
     code = tmp_path / "user_code"
     code.mkdir()
     (code / "my_taxi_model.py").write_text(textwrap.dedent('''
@@ -71,10 +87,10 @@ def test_user_module_unknown_to_the_workers_is_shipped(write_config, real_cluste
             return Pipeline([("features", taxifare_features()), ("double", Doubler()), ("model", Ridge())])
     '''))
     monkeypatch.syspath_prepend(str(code))  # importable here, not on the workers
-    path = write_config(pipeline={"factory": "my_taxi_model:pipeline"}, cluster={"address": real_cluster.address},
+    path = write_config(pipeline={"factory": "my_taxi_model:pipeline"}, cluster={"address": module_real_cluster.address},
                         search={"params": {"double__factor": [1.0, 3.0], "model__alpha": [0.1, 1.0]}})
     def importable() -> list[bool]:
-        with Client(real_cluster.address, timeout="20s") as client:
+        with Client(module_real_cluster.address, timeout="20s") as client:
             return list(client.run(lambda: __import__("importlib").util.find_spec("my_taxi_model") is not None).values())
 
     assert importable() == [False, False]
@@ -83,19 +99,45 @@ def test_user_module_unknown_to_the_workers_is_shipped(write_config, real_cluste
     assert importable() == [True, True]
 
 
-def test_workers_can_read_the_data_themselves_or_get_it_from_the_client(write_config, real_cluster, tmp_path):
+def _execute(address: str, search: gridsearch.PreparedSearch) -> list[FitRecord]:
+    """Every fit of a prepared search, run on ``address`` by its own client; the records."""
+    records: list[FitRecord] = []
+    with Client(address, timeout="20s") as client:
+        execute(client, _work(search), lambda candidate_id, fold: True, records.extend, lambda report: None)
+    return records
+
+
+def test_data_workers_read_makes_workers_read_the_file_and_ship_sends_the_clients_rows(write_config, cluster_address, tmp_path):
+    """Where the workers' rows come from, shown without timing: the file changes between the client's load and the run.
+
+    Both searches are prepared first (the client loads ``trips.parquet``), then the file is
+    overwritten with other trips, then their plans run. With ``read`` no rows leave the client
+    (``inputs.frame`` is None), so the workers read the changed file and refuse it: its
+    fingerprint is not the client's. With ``ship`` the client's rows travel in the ``data-…``
+    task, so every fit succeeds on them although the file changed. If ``data.workers`` were
+    ignored, both modes would do the same and one of the two checks would fail.
+    """
     data = tmp_path / "trips.parquet"
-    from kampai.data import synthetic_taxifare
-
     synthetic_taxifare(1500, seed=1).to_parquet(data)
-    scores = []
-    for mode in ("read", "ship"):
-        path = write_config(name=f"{mode}.yaml", data={"source": str(data), "target": "fare_amount", "workers": mode},
-                            cluster={"address": real_cluster.address}, log=str(tmp_path / mode))
-        scores.append(gridsearch.run(path, progress=False).cv_results["mean_test_r2"].to_numpy())
-    np.testing.assert_array_equal(scores[0], scores[1])
+    # Other cv seeds, so other search ids and task keys: the scheduler may not have forgotten the first run's erred tasks.
+    searches = {mode: gridsearch.prepare_search(write_config(f"{mode}.yaml", data={"source": str(data), "target": "fare_amount", "workers": mode},
+                                                             cv={"folds": 3, "shuffle": True, "seed": seed}))
+                for mode, seed in (("read", 0), ("ship", 1))}
+    assert searches["read"].search_id != searches["ship"].search_id
+    assert searches["read"].inputs.frame is None and _work(searches["read"]).frame is None
+    pd.testing.assert_frame_equal(_work(searches["ship"]).frame, load_dataset(str(data)))
+    expected = searches["read"].inputs.data_fingerprint
+    assert searches["ship"].inputs.data_fingerprint == expected
+
+    synthetic_taxifare(1500, seed=2).to_parquet(data)
+    with pytest.raises(gridsearch.GridsearchError, match=rf"data on a worker differs from the client's \(fingerprint \w+, expected {expected}\): "
+                                                         rf"{re.escape(str(data))} changed"):
+        _execute(cluster_address, searches["read"])
+    records = _execute(cluster_address, searches["ship"])
+    assert len(records) == searches["ship"].plan.n_fits == 18
+    assert {record.status for record in records} == {Status.OK}
 
 
-def test_bad_data_workers_mode_is_a_config_error(write_config):
+def test_bad_data_workers_mode_is_a_config_error(config_file):
     with pytest.raises(gridsearch.ConfigError, match=r"data.workers: expected 'ship' .* found 'copy' \(not one of auto, ship, read\)"):
-        gridsearch.load_config(write_config(data={"source": "synthetic-taxifare", "workers": "copy"}))
+        gridsearch.load_config(config_file(data={"source": "synthetic-taxifare", "workers": "copy"}))
