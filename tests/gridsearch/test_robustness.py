@@ -322,3 +322,50 @@ def test_a_failing_scorer_does_not_erase_the_other_scores(tmp_path):
     assert "ScorerError: roc_auc failed, scored error_score: " in record.warnings
     [failed] = fit_batch(numeric, 0, model, family, RecordStamp("s", "f", None, None, "0", ("roc_auc",)))
     assert failed.status is Status.ERROR and failed.error
+
+
+USER_STAGE = textwrap.dedent('''
+    from sklearn.base import BaseEstimator, TransformerMixin
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+
+    from kampai.pipeline import taxifare_features
+
+
+    class Squared(TransformerMixin, BaseEstimator):
+        """A hand-written raw stage: the squared passenger count."""
+
+        def fit(self, X, y=None):
+            return self
+
+        def transform(self, X):
+            return X.to_numpy(dtype=float) ** 2
+
+
+    def pipeline():
+        features = taxifare_features()
+        features.transformers = [*features.transformers, ("squared", Squared(), ["passenger_count"])]
+        return Pipeline([("features", features), ("model", Ridge())])
+''')
+
+
+@pytest.mark.parametrize("cluster", ["cluster_address", "module_real_cluster"], ids=["local-cluster", "shipped-to-real-workers"])
+def test_a_user_module_raw_stage_is_memoised_and_prints_nothing(tmp_path, monkeypatch, capfd, request, cluster):
+    """Issue 10 case 15: joblib could not hash a user's class re-imported from a scratch directory."""
+    fixture = request.getfixturevalue(cluster)
+    address = fixture if isinstance(fixture, str) else fixture.address
+    code = tmp_path / "user_code"
+    code.mkdir()
+    (code / "mystage.py").write_text(USER_STAGE)
+    monkeypatch.syspath_prepend(str(code))
+    path = _config(tmp_path, pipeline={"factory": "mystage:pipeline"}, cache={"dir": str(tmp_path / "cache")},
+                   cluster={"address": address}, search={"params": {"model__alpha": [0.1, 1.0]}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cold = gridsearch.run(path, progress=False)
+        warm = gridsearch.run(path, progress=False, log=str(tmp_path / "again"))
+    out, err = capfd.readouterr()
+    assert cold.stages_computed == 2 * 4 and cold.stages_from_memo == 0  # time, distance, geohash, squared per fold
+    assert warm.stages_from_memo == 2 * 4 and warm.stages_computed == 0
+    assert (out, err) == ("", "") and [str(w.message) for w in caught] == []
+    np.testing.assert_array_equal(warm.cv_results["mean_test_r2"], cold.cv_results["mean_test_r2"])
