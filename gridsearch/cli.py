@@ -280,7 +280,10 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         "columns and types the model was trained on, and write one prediction per row. The format of each "
         "file follows its name (.csv, .csv.gz, .parquet). When this code is not the code that trained the model "
         "(another commit, uncommitted changes, another version), a one-line warning names both; --strict-code "
-        "refuses instead. The store is --tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in "
+        "refuses instead. A model whose loading would run code it holds (a pickle or cloudpickle file, a "
+        "python_function model, skops told to trust other types than numpy, scipy, sklearn, pandas and this "
+        "project's) is refused unless --trust-pickle; promoted models load without it. The store is --tracking-uri, "
+        "else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in "
         "the working directory.",
         epilog="examples:\n  python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv\n"
         "  python -m gridsearch predict --model models:/taxifare/3 --input test.parquet --output preds.parquet --keep key\n"
@@ -296,6 +299,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store holding the model")
     predict.add_argument("--strict-code", action="store_true",
                          help="refuse (instead of warning) when this code is not the code that trained the model")
+    predict.add_argument("--trust-pickle", action="store_true",
+                         help="load the model even if loading it runs code it holds (pickle, cloudpickle, a python_model); "
+                         "only if you trust who logged it")
     predict.set_defaults(handler=_predict)
 
 
@@ -304,11 +310,15 @@ def _predict(args: argparse.Namespace) -> int:
 
     from gridsearch.registry.code import CodeVersionWarning
     from gridsearch.registry.predict import predict
+    from kampai.errors import UntrustedModelError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CodeVersionWarning)
-        written = predict(args.model, args.input, args.output, keep=args.keep, tracking_uri=args.tracking_uri,
-                          strict_code=args.strict_code)
+        try:
+            written = predict(args.model, args.input, args.output, keep=args.keep, tracking_uri=args.tracking_uri,
+                              strict_code=args.strict_code, trust_pickle=args.trust_pickle)
+        except UntrustedModelError as exc:
+            raise UntrustedModelError(exc.uri, exc.reason, option="--trust-pickle") from None
     for warning in caught:
         if issubclass(warning.category, CodeVersionWarning):
             print(f"warning: {warning.message}", file=sys.stderr)

@@ -104,12 +104,10 @@ def model_code(model: Any, types: Iterable[str] = ()) -> ModelCode:
         if not name or name in seen:
             continue
         seen.add(name)
-        top = name.partition(".")[0]
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "__main__":
+        if _standard(name):
             continue
-        distributions = _distributions().get(top, [])
-        if distributions and not any(_installed_from_elsewhere(d) for d in distributions):
-            requirements.update(f"{d}=={metadata.version(d)}" for d in distributions)
+        if not ships_as_code(name):
+            requirements.update(f"{d}=={metadata.version(d)}" for d in _distributions()[name.partition(".")[0]])
             continue
         source = _source_file(name)
         if source is None:  # a name imported from a module (a function, a constant), or a namespace package
@@ -119,6 +117,19 @@ def model_code(model: Any, types: Iterable[str] = ()) -> ModelCode:
         todo += [".".join(parents[:i]) for i in range(1, len(parents))]
         todo += _imports(name, source)
     return ModelCode(tuple(sorted(requirements, key=str.lower)), dict(sorted(sources.items())))
+
+
+def ships_as_code(name: str) -> bool:
+    """Whether module ``name`` is code no index serves, which :func:`model_code` ships with a model.
+
+    True for a distribution installed from a path, a URL or a checkout (this project with
+    ``pip install -e .``) and for a module lying on ``sys.path``; False for the standard
+    library, ``__main__`` and packages installed from an index.
+    """
+    if _standard(name):
+        return False
+    distributions = _distributions().get(name.partition(".")[0], [])
+    return not distributions or any(_installed_from_elsewhere(d) for d in distributions)
 
 
 def pip_requirements(model: BaseEstimator) -> list[str]:
@@ -171,6 +182,12 @@ def skops_trusted_types(model: BaseEstimator, example: pd.DataFrame) -> list[str
     if not same:
         raise RegistryError(f"{type(model).__name__} predicts differently after a skops save and load; not logged")
     return trusted
+
+
+def _standard(name: str) -> bool:
+    """Module ``name`` is of the standard library, or ``__main__``: never shipped, never a requirement."""
+    top = name.partition(".")[0]
+    return top in sys.stdlib_module_names or top in sys.builtin_module_names or top == "__main__"
 
 
 @cache

@@ -1,7 +1,8 @@
 """MLflow for the few models worth keeping: the tracking store, one run per promoted model, the registry.
 
-Every MLflow call of the project is in this module, :mod:`kampai.tracking` and
-:mod:`kampai.runs`, and MLflow is imported on first use. A search never comes here (its
+Every MLflow call of the project is in this module, :mod:`kampai.tracking`,
+:mod:`kampai.runs` and :mod:`kampai.trust` (which models load without running their code),
+and MLflow is imported on first use. A search never comes here (its
 thousands of fits go to the run log); ``gridsearch promote`` does, with models already
 refitted, and ``gridsearch predict`` loads them back.
 
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from kampai.errors import RegistryError, one_line
+from kampai.errors import RegistryError, UntrustedModelError, one_line
 from kampai.packaging import ModelCode, flatten_params, model_code, skops_trusted_types
 from kampai.tracking import (
     DEFAULT_TRACKING_URI,
@@ -306,20 +307,33 @@ def open_store(tracking_uri: str | None = None, create: bool = True) -> Store:
     return store
 
 
-def load_model(model_uri: str, tracking_uri: str | None = None) -> LoadedModel:
+def load_model(model_uri: str, tracking_uri: str | None = None, trust_pickle: bool = False) -> LoadedModel:
     """Load ``models:/<name>@<alias>``, ``models:/<name>/<version>`` or ``runs:/<run id>/model``.
+
+    The model is downloaded and its MLmodel file read before anything is deserialized.
+    Without ``trust_pickle`` only a model that loads without running code it holds is loaded:
+    an sklearn model saved with skops trusting only types we accept (see :mod:`kampai.trust`),
+    as every promoted model is. ``trust_pickle`` loads any model as ``mlflow.pyfunc.load_model``
+    does, running its pickles and its shipped code: only for models whose author you trust.
 
     Raises
     ------
+    UntrustedModelError
+        Without ``trust_pickle``, for a model whose loading would run code it holds.
     RegistryError
         When the store is unreachable or the model (or its alias) does not exist.
     """
+    from kampai.trust import load_without_code
+
     store = open_store(tracking_uri, create=False)
     try:
         import mlflow
 
         with tracking(store.uri, QUIET_ENV):
-            pyfunc = mlflow.pyfunc.load_model(model_uri)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+            pyfunc = mlflow.pyfunc.load_model(str(local)) if trust_pickle else load_without_code(model_uri, local)
+    except UntrustedModelError:
+        raise
     except Exception as exc:  # noqa: BLE001 - unknown model, alias, artifact or loader error, in one line
         raise RegistryError(f"cannot load model {model_uri} from {store.uri}: {one_line(exc)}") from None
     schema = pyfunc.metadata.get_input_schema()

@@ -3,7 +3,8 @@
 The model is loaded by :mod:`kampai.registry` as MLflow's pyfunc, the same object
 ``mlflow models serve`` answers with, so a file scored here and a request to the server give
 the same numbers. The file is read as the search reads its data and checked against the
-model's signature (the training schema) before anything is predicted. The code that trained
+model's signature (the training schema) before anything is predicted. A model whose loading
+would run code it holds (pickle, cloudpickle) is refused unless ``trust_pickle``. The code that trained
 the model (kept in its metadata) is compared with the running code: a difference is a
 warning naming both, or a refusal with ``strict_code``.
 """
@@ -29,6 +30,7 @@ def predict(
     keep: Sequence[str] = (),
     tracking_uri: str | None = None,
     strict_code: bool = False,
+    trust_pickle: bool = False,
 ) -> pd.DataFrame:
     """Predict every row of a CSV or Parquet file with a registered model and write the predictions.
 
@@ -49,6 +51,11 @@ def predict(
         Refuse, rather than warn (:class:`~gridsearch.registry.code.CodeVersionWarning`), when
         the running code differs from the code that trained the model: another commit, dirty
         flag or package version, or other source files for the modules the model carries.
+    trust_pickle : bool
+        Load the model even if loading it runs code it holds: a pickle or cloudpickle file, a
+        ``python_function`` model's ``python_model``, skops told to trust types other than
+        those of numpy, scipy, sklearn, pandas, this project and the model's own code (see
+        :mod:`kampai.trust`). Only for models whose author you trust; promoted models load without it.
 
     Returns
     -------
@@ -60,6 +67,9 @@ def predict(
     ------
     GridsearchError
         Missing or mistyped columns; other code than the model's, with ``strict_code``.
+    UntrustedModelError
+        A model whose loading would run code it holds, without ``trust_pickle``; nothing is
+        deserialized and nothing written.
     KampaiError
         An unreadable input, an unsupported or unwritable output, an unreachable store, an
         unknown model or alias.
@@ -73,7 +83,7 @@ def predict(
     missing_keep = [column for column in keep if column not in frame.columns]
     if missing_keep:
         raise GridsearchError(f"{input_path}: no column {', '.join(missing_keep)} to keep (columns: {', '.join(map(str, frame.columns))})")
-    loaded = load_model(model, tracking_uri)
+    loaded = load_model(model, tracking_uri, trust_pickle=trust_pickle)
     check_model_code(model, loaded.metadata, code_version(), strict=strict_code)
     X = validate_columns(frame, loaded.inputs, str(input_path))
     predictions = frame[list(keep)].copy()
