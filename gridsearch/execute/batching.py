@@ -9,7 +9,7 @@ costly), so a search ends on short fits. Fit families are never split across bat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from gridsearch.log.records import FitItem, FitRecord, Status
@@ -90,13 +90,15 @@ def fit_batches(plan: Plan, pending: Pending, costs: FitCosts) -> Iterator[FitBa
                         start += step
 
 
-def _blocks(families: Sequence[FitFamily]) -> Iterator[Sequence[FitFamily]]:
-    """Consecutive runs of whole families holding about :data:`BLOCK` candidates each."""
-    start = size = 0
-    for end, family in enumerate(families, 1):
+def _blocks(families: Iterable[FitFamily]) -> Iterator[list[FitFamily]]:
+    """Consecutive runs of whole families holding about :data:`BLOCK` candidates each, taken as they come."""
+    block: list[FitFamily] = []
+    size = 0
+    for family in families:
+        block.append(family)
         size += len(family.items)
         if size >= BLOCK:
-            yield families[start:end]
-            start, size = end, 0
-    if start < len(families):
-        yield families[start:]
+            yield block
+            block, size = [], 0
+    if block:
+        yield block

@@ -107,7 +107,7 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
             if client.dashboard_link and (search.config.cluster.address or search.config.cluster.dashboard):
                 say(f"dashboard: {client.dashboard_link}")
             check_workers(client)
-            params = {value for candidate in search.candidates for value in candidate.params.values() if isinstance(value, str)}
+            params = {value for value in search.space.values() if isinstance(value, str)}
             shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
             if shipped:
                 say(f"sent to the workers: {', '.join(shipped)} (not installed there)")

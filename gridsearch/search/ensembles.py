@@ -23,7 +23,7 @@ from sklearn.ensemble import (
 )
 
 PATH_PARAM = "n_estimators"
-_EARLY_STOPPING = "n_iter_no_change"
+EARLY_STOPPING = "n_iter_no_change"
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 _BOOSTING = (GradientBoostingClassifier, GradientBoostingRegressor)
 
@@ -35,7 +35,7 @@ def supports_path(estimator: BaseEstimator, params: Mapping[str, Any] | None = N
     names), read for an ``n_iter_no_change`` that turns early stopping on.
     """
     if isinstance(estimator, _BOOSTING):
-        given = [value for name, value in (params or {}).items() if name.rpartition("__")[2] == _EARLY_STOPPING]
+        given = [value for name, value in (params or {}).items() if name.rpartition("__")[2] == EARLY_STOPPING]
         return (given[0] if given else estimator.n_iter_no_change) is None
     return isinstance(estimator, _FORESTS)
 

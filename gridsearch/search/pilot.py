@@ -11,7 +11,7 @@ recorded as errors, as any candidate's failure is.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +51,7 @@ def pilot(search: PreparedSearch) -> list[PilotFailure]:
         scorer fails on every structure that fits (under ``scoring``).
     """
     steps = step_names(search.pipeline)
-    firsts: dict[str, Candidate] = {}
-    for candidate in search.candidates:
-        firsts.setdefault(_structure(candidate, steps), candidate)
+    firsts = {_structure(candidate, steps): candidate for candidate in search.space.firsts(steps.__contains__, _label)}
     sample = _sample(search, SAMPLE_ROWS)
     failures = []
     for structure, candidate in firsts.items():
@@ -85,7 +83,11 @@ def _listed(failures: Sequence[PilotFailure]) -> str:
 
 def _structure(candidate: Candidate, steps: frozenset[str]) -> str:
     """``model=Ridge features__geohash=drop``: the whole steps a candidate chooses, or ``as configured``."""
-    chosen = [f"{name}={str(value).rpartition('.')[2]}" for name, value in candidate.params.items() if name in steps]
+    return _label({name: value for name, value in candidate.params.items() if name in steps})
+
+
+def _label(swapped: Mapping[str, Any]) -> str:
+    chosen = [f"{name}={str(value).rpartition('.')[2]}" for name, value in swapped.items()]
     return " ".join(chosen) or "the pipeline as configured"
 
 

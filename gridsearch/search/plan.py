@@ -10,8 +10,7 @@ counts these, the executor submits them, and workers run them; none of them re-p
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -20,8 +19,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.pipeline import Pipeline
 
 from gridsearch.log.records import FitItem
-from gridsearch.search.ensembles import PATH_PARAM, family_key
-from gridsearch.search.space import Candidate, resolve, step_names
+from gridsearch.search.ensembles import EARLY_STOPPING, PATH_PARAM, family_key, supports_path
+from gridsearch.search.space import Candidate, ListSpace, Members, Space, resolve, step_names
 from gridsearch.search.stages import raw_stages, splits_into_stages, stage_estimator, stage_params
 from kampai.ids import content_id
 from kampai.pipeline import make_estimator
@@ -61,6 +60,27 @@ class FitFamily:
         return None if not items else self if len(items) == len(self.items) else FitFamily(self.kind, items)
 
 
+class LazyFamilies(Sequence[FitFamily]):
+    """A group's fit families, made as they are walked: a plan of 10^7 candidates holds none of them.
+
+    Iterating walks the group's candidates again each time; ``len`` (families) and
+    ``n_candidates`` are known without walking. Indexing walks up to the index: for tests
+    and small plans.
+    """
+
+    def __init__(self, walk: Callable[[], Iterator[FitFamily]], n_families: int, n_candidates: int) -> None:
+        self._walk, self._len, self.n_candidates = walk, n_families, n_candidates
+
+    def __iter__(self) -> Iterator[FitFamily]:
+        return self._walk()
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: Any) -> Any:
+        return tuple(self)[index]
+
+
 @dataclass(frozen=True)
 class PrepGroup:
     """Candidates that share their preprocessing.
@@ -73,17 +93,20 @@ class PrepGroup:
         The parameters addressed to the prefix (empty when there is none).
     stages : tuple of RawStage
         The raw stages the prefix is assembled from (empty when it is fitted whole).
-    families : tuple of FitFamily
-        The group's candidates, in search-space order of their first member.
+    families : sequence of FitFamily
+        The group's candidates, in search-space order of their first member: a tuple, or
+        :class:`LazyFamilies` in a plan made by :func:`make_plan`.
     """
 
     id: str
     params: Mapping[str, Any]
     stages: tuple[RawStage, ...]
-    families: tuple[FitFamily, ...]
+    families: Sequence[FitFamily]
 
     @property
     def n_candidates(self) -> int:
+        if isinstance(self.families, LazyFamilies):
+            return self.families.n_candidates
         return sum(len(family.items) for family in self.families)
 
 
@@ -150,24 +173,29 @@ def split_params(params: Mapping[str, Any], final_step: str | None) -> tuple[dic
     return prefix, final
 
 
-def make_plan(candidates: Sequence[Candidate], pipeline: BaseEstimator, folds: int, scope: Any) -> Plan:
+def make_plan(candidates: Space | Sequence[Candidate], pipeline: BaseEstimator, folds: int, scope: Any) -> Plan:
     """Group ``candidates`` by their prefix parameters (groups in order of first use), each with
-    its raw stages and fit families."""
+    its raw stages and fit families.
+
+    From a :class:`~gridsearch.search.grids.ProductSpace` the groups are the distinct
+    combinations of the prefix parameters' values, counted without building candidates;
+    their families are made as the executor walks them. Only candidates of estimators
+    that share fits along ``n_estimators`` are walked here, to form their families.
+    """
+    space = candidates if isinstance(candidates, Space) else ListSpace(candidates)
     final_step = final_step_name(pipeline)
-    members: dict[str, list[Candidate]] = {}
-    prefixes: dict[str, dict[str, Any]] = {}
-    for candidate in candidates:
-        prefix, _ = split_params(candidate.params, final_step)
-        group_id = content_id(scope, prefix)
-        prefixes.setdefault(group_id, prefix)
-        members.setdefault(group_id, []).append(candidate)
-    names = sorted({name for prefix in prefixes.values() for name in prefix})
+    parts = space.split_by(lambda name: not _is_final(name, final_step))
+    names = sorted({name for prefix, _ in parts for name in prefix})
     split = splits_into_stages(pipeline, names)
     groups = tuple(
-        PrepGroup(gid, prefixes[gid], _stages(pipeline, prefixes[gid]) if split else (), _families(pipeline, members[gid], final_step))
-        for gid in members
+        PrepGroup(content_id(scope, prefix), prefix, _stages(pipeline, prefix) if split else (), _families(pipeline, members, final_step))
+        for prefix, members in parts
     )
     return Plan(groups=groups, folds=folds, has_prefix=final_step is not None)
+
+
+def _is_final(name: str, final_step: str | None) -> bool:
+    return final_step is None or name == final_step or name.startswith(f"{final_step}__")
 
 
 def _stages(pipeline: BaseEstimator, prefix_params: Mapping[str, Any]) -> tuple[RawStage, ...]:
@@ -186,21 +214,56 @@ def _stages(pipeline: BaseEstimator, prefix_params: Mapping[str, Any]) -> tuple[
     return tuple(stages)
 
 
-def _families(pipeline: BaseEstimator, candidates: Sequence[Candidate], final_step: str | None) -> tuple[FitFamily, ...]:
-    """Candidates grouped so that each group needs one fit, largest ``n_estimators`` first."""
+def _families(pipeline: BaseEstimator, members: Members, final_step: str | None) -> LazyFamilies:
+    """A group's candidates grouped so that each group needs one fit, largest ``n_estimators`` first.
+
+    Families of more than one candidate are made now (from the candidates whose final
+    estimator has a path); every other candidate is a family of its own, made when walked.
+    """
+    shared = _path_families(pipeline, members, final_step)
+    n_families = len(members) - len(shared) + sum(family is not None for family in shared.values())
+
+    def walk() -> Iterator[FitFamily]:
+        for candidate, params_json in members.walk():
+            family = shared.get(candidate.id, _ALONE)
+            if family is _ALONE:
+                final = split_params(candidate.params, final_step)[1]
+                yield FitFamily(_kind(final, final_step), (FitItem(candidate.id, final, params_json),))
+            elif family is not None:
+                yield family
+
+    return LazyFamilies(walk, n_families, len(members))
+
+
+_ALONE = FitFamily(DEFAULT_KIND, ())  # a candidate that is a family of its own
+
+
+def _path_families(pipeline: BaseEstimator, members: Members, final_step: str | None) -> dict[str, FitFamily | None]:
+    """For each candidate of a final estimator with a path: its family if it is the family's first member, else None."""
+
+    def selects(name: str) -> bool:
+        return name == (final_step or "") or (_is_final(name, final_step) and name.rpartition("__")[2] == EARLY_STOPPING)
+
+    def has_path(values: Mapping[str, Any]) -> bool:
+        estimator = _kind_estimator(pipeline, _kind(values, final_step))
+        return estimator is not None and supports_path(estimator, values)
+
     families: dict[tuple[str, str], list[FitItem]] = {}
-    for candidate in candidates:
+    for candidate, params_json in members.where(selects, has_path):
         final = split_params(candidate.params, final_step)[1]
-        kind = str(final.get(final_step or "", DEFAULT_KIND))
+        kind = _kind(final, final_step)
         estimator = _kind_estimator(pipeline, kind)
-        shared = None if estimator is None else family_key(estimator, final)
-        n_estimators = _n_estimators(estimator, final) if shared is not None else None
-        item = FitItem(candidate.id, final, json.dumps(candidate.params, sort_keys=True), n_estimators)
-        families.setdefault((kind, shared or candidate.id), []).append(item)
-    return tuple(
-        FitFamily(kind, tuple(sorted(items, key=lambda item: -(item.n_estimators or 0))))
-        for (kind, _), items in families.items()
-    )
+        item = FitItem(candidate.id, final, params_json, _n_estimators(estimator, final))
+        families.setdefault((kind, family_key(estimator, final)), []).append(item)
+    shared: dict[str, FitFamily | None] = {}
+    for (kind, _), items in families.items():
+        shared.update(dict.fromkeys((item.candidate_id for item in items), None))
+        shared[items[0].candidate_id] = FitFamily(kind, tuple(sorted(items, key=lambda item: -(item.n_estimators or 0))))
+    return shared
+
+
+def _kind(final_params: Mapping[str, Any], final_step: str | None) -> str:
+    return str(final_params.get(final_step or "", DEFAULT_KIND))
 
 
 def _n_estimators(estimator: BaseEstimator, final_params: Mapping[str, Any]) -> int:

@@ -13,7 +13,7 @@ from gridsearch.search.config import SearchConfig, load_config
 from gridsearch.search.dataset import Dataset, Holdout
 from gridsearch.search.inputs import SearchInputs, load_inputs
 from gridsearch.search.plan import Plan, make_plan
-from gridsearch.search.space import Candidate, expand
+from gridsearch.search.space import Candidate, Space, expand
 from gridsearch.search.stages import raw_stages
 from kampai.ids import content_id, did_you_mean
 
@@ -23,13 +23,19 @@ class PreparedSearch:
     """Everything known before any work is sent: validated, expanded, planned.
 
     ``search_id`` hashes the scope and the scorers: one id for the log directory, the
-    records and the Dask task keys.
+    records and the Dask task keys. ``space`` counts and walks the candidates without
+    holding them (a grid of 10^7 is a few lists of values).
     """
 
     inputs: SearchInputs
     search_id: str
-    candidates: tuple[Candidate, ...]
+    space: Space
     plan: Plan
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        """Every candidate, built now (each call): for results and small searches, not for planning."""
+        return tuple(self.space)
 
     @property
     def config(self) -> SearchConfig:
@@ -68,12 +74,12 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     cfg = config if isinstance(config, SearchConfig) else load_config(config, overrides)
     inputs = load_inputs(cfg)
     _check_memo_stages(cfg, inputs.pipeline)
-    candidates = tuple(expand(cfg, inputs.pipeline, inputs.scope))
+    space = expand(cfg, inputs.pipeline, inputs.scope)
     return PreparedSearch(
         inputs=inputs,
         search_id=content_id(inputs.scope, list(cfg.scoring)),
-        candidates=candidates,
-        plan=make_plan(candidates, inputs.pipeline, cfg.cv.folds, inputs.scope),
+        space=space,
+        plan=make_plan(space, inputs.pipeline, cfg.cv.folds, inputs.scope),
     )
 
 

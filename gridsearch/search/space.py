@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from scipy import stats
@@ -18,6 +17,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 from gridsearch.search.config import SearchConfig
+from gridsearch.search.grids import Candidate, Point, ProductSpace
 from kampai.ids import content_id, did_you_mean
 from kampai.pipeline import make_estimator
 
@@ -34,20 +34,87 @@ _DISTRIBUTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One point of the search space.
+Selects = Callable[[str], bool]  # which parameter names a split or a filter reads
 
-    Attributes
-    ----------
-    id : str
-        Content hash of pipeline spec, params, data fingerprint and cv.
-    params : mapping
-        ``step__param`` values as written in the config.
-    """
 
-    id: str
-    params: Mapping[str, Any]
+@runtime_checkable
+class Members(Protocol):
+    """Some candidates of a space (one prefix group's), counted and walked."""
+
+    def __len__(self) -> int: ...
+
+    def walk(self) -> Iterator[Point]:
+        """Each candidate, in search-space order, with its params as the run log writes them."""
+
+    def where(self, selects: Selects, accept: Callable[[Mapping[str, Any]], bool]) -> Iterator[Point]:
+        """:meth:`walk`, only where ``accept`` takes the candidate's values of the ``selects`` names."""
+
+
+@runtime_checkable
+class Space(Protocol):
+    """A search space: :class:`~gridsearch.search.grids.ProductSpace` (grids) or :class:`ListSpace` (samples)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Candidate]: ...
+
+    def split_by(self, selects: Selects) -> list[tuple[dict[str, Any], Members]]:
+        """The distinct values of the ``selects`` names, in order of first use, each with its candidates."""
+
+    def firsts(self, selects: Selects, label: Callable[[Mapping[str, Any]], str]) -> list[Candidate]:
+        """The first candidate of each distinct ``label`` of its ``selects`` values."""
+
+    def values(self) -> Iterator[Any]:
+        """Every value a candidate may take."""
+
+
+class ListSpace:
+    """Candidates one by one (a random sample, or a plan's own list), as a :class:`Space`."""
+
+    def __init__(self, candidates: Iterable[Candidate]) -> None:
+        self._candidates = tuple(candidates)
+
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self._candidates)
+
+    def split_by(self, selects: Selects) -> list[tuple[dict[str, Any], Members]]:
+        parts: dict[str, tuple[dict[str, Any], _Listed]] = {}
+        for candidate in self._candidates:
+            values = _selected(candidate, selects)
+            parts.setdefault(json.dumps(values, sort_keys=True, default=repr), (values, _Listed([])))[1].candidates.append(candidate)
+        return list(parts.values())
+
+    def firsts(self, selects: Selects, label: Callable[[Mapping[str, Any]], str]) -> list[Candidate]:
+        found: dict[str, Candidate] = {}
+        for candidate in self._candidates:
+            found.setdefault(label(_selected(candidate, selects)), candidate)
+        return list(found.values())
+
+    def values(self) -> Iterator[Any]:
+        return (value for candidate in self._candidates for value in candidate.params.values())
+
+
+class _Listed:
+    """Candidates of a :class:`ListSpace` that share some values."""
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        self.candidates = candidates
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def walk(self) -> Iterator[Point]:
+        return ((candidate, json.dumps(candidate.params, sort_keys=True)) for candidate in self.candidates)
+
+    def where(self, selects: Selects, accept: Callable[[Mapping[str, Any]], bool]) -> Iterator[Point]:
+        return (point for point in self.walk() if accept(_selected(point[0], selects)))
+
+
+def _selected(candidate: Candidate, selects: Selects) -> dict[str, Any]:
+    return {name: value for name, value in candidate.params.items() if selects(name)}
 
 
 def step_names(estimator: BaseEstimator) -> frozenset[str]:
@@ -67,12 +134,14 @@ def resolve(params: Mapping[str, Any], steps: frozenset[str]) -> dict[str, Any]:
     }
 
 
-def expand(config: SearchConfig, pipeline: BaseEstimator, scope: Any) -> list[Candidate]:
+def expand(config: SearchConfig, pipeline: BaseEstimator, scope: Any) -> Space:
     """All candidates of the config's space, deduplicated, in scikit-learn's order.
 
-    Grids expand like :class:`~sklearn.model_selection.ParameterGrid` (keys sorted);
-    with ``search.n_iter`` the space is sampled like
-    :class:`~sklearn.model_selection.ParameterSampler` with ``search.seed``.
+    Grids expand like :class:`~sklearn.model_selection.ParameterGrid` (keys sorted), as a
+    :class:`~gridsearch.search.grids.ProductSpace` that counts and walks them without
+    building them; with ``search.n_iter`` the space is sampled like
+    :class:`~sklearn.model_selection.ParameterSampler` with ``search.seed``, and the
+    ``n_iter`` samples are built.
 
     Parameters
     ----------
@@ -88,16 +157,16 @@ def expand(config: SearchConfig, pipeline: BaseEstimator, scope: Any) -> list[Ca
     grids = [_parse_grid(config, i, grid, random) for i, grid in enumerate(config.space.grids)]
     for i, grid in enumerate(grids):
         _validate_grid(config, _where(config, i), grid, pipeline)
-    if random:
-        points: Iterable[Mapping[str, Any]] = ParameterSampler(grids, n_iter=config.space.n_iter, random_state=config.space.seed)
-    else:
-        points = ParameterGrid(grids)
+    if not random:
+        ParameterGrid(grids)  # its checks of the lists, as before
+        return ProductSpace([{name: _unique([_plain(value) for value in values]) for name, values in grid.items()} for grid in grids], scope)
+    points: Iterable[Mapping[str, Any]] = ParameterSampler(grids, n_iter=config.space.n_iter, random_state=config.space.seed)
     candidates: dict[str, Candidate] = {}
     for point in points:
         params = {name: _plain(value) for name, value in sorted(point.items())}
         candidate_id = content_id(scope, params)
         candidates.setdefault(candidate_id, Candidate(candidate_id, params))
-    return list(candidates.values())
+    return ListSpace(candidates.values())
 
 
 def _where(config: SearchConfig, index: int) -> str:
@@ -163,7 +232,8 @@ def _validate_grid(config: SearchConfig, where: str, grid: Mapping[str, Any], pi
             estimator = clone(pipeline).set_params(**resolve(chosen, steps))
         except (ValueError, TypeError) as exc:
             raise config.error(f"{where}.{next(iter(chosen), '')}", str(exc)) from None
-        known = sorted(estimator.get_params(deep=True))
+        owners = estimator.get_params(deep=True)
+        known = sorted(owners)
         for name, values in grid.items():
             if name in swapped:
                 continue
@@ -172,18 +242,20 @@ def _validate_grid(config: SearchConfig, where: str, grid: Mapping[str, Any], pi
                 raise config.error(f"{where}.{name}", f"unknown parameter{context}{did_you_mean(name, known)}")
             if isinstance(values, list):
                 for value in values:
-                    _check_value(config, f"{where}.{name}", estimator, name, value, steps)
+                    _check_value(config, f"{where}.{name}", owners.get(name.rpartition("__")[0], estimator), name, value, steps)
 
 
-def _check_value(config: SearchConfig, key: str, estimator: BaseEstimator, name: str, value: Any, steps: frozenset[str]) -> None:
-    """Let the owning estimator validate the value, as it would at ``fit``."""
-    trial = clone(estimator)
+def _check_value(config: SearchConfig, key: str, owner: Any, name: str, value: Any, steps: frozenset[str]) -> None:
+    """Let the estimator owning ``name`` validate the value, as it would at ``fit``.
+
+    A copy of the owner alone takes the value, not of the whole pipeline: a grid of many
+    values is checked in milliseconds per value, not tens.
+    """
+    trial = clone(owner, safe=False)
     try:
-        trial.set_params(**resolve({name: value}, steps))
-        owner_name, _, _ = name.rpartition("__")
-        owner = trial.get_params(deep=True)[owner_name] if owner_name else trial
-        if hasattr(owner, "_parameter_constraints"):  # scikit-learn's own declared checks
-            owner._validate_params()
+        trial.set_params(**{name.rpartition("__")[2]: resolve({name: value}, steps)[name]})
+        if hasattr(trial, "_parameter_constraints"):  # scikit-learn's own declared checks
+            trial._validate_params()
     except (ValueError, TypeError) as exc:
         raise config.error(key, f"{str(exc).splitlines()[0]} (value {value!r})") from None
 
