@@ -164,7 +164,7 @@ def promote(
         An unreachable tracking store (checked before any refit), or a failed write, after
         which nothing of that candidate is kept (nor the parent run, if it has no children).
     """
-    from kampai.registry import MODEL_VERSION_TAG, open_store
+    from kampai.registry import open_store
     from kampai.runs import children_of, log_children
 
     log_path = one_search(log_path)
@@ -191,9 +191,7 @@ def promote(
             store.discard(parent_id)
         raise
     promoted = {row.candidate_id for row, _ in done}
-    for child in children_of(store, experiment_id, parent_id):  # a model-less child (all_runs) gives way to its model's run
-        if child.data.tags.get(f"{TAG}candidate_id") in promoted and MODEL_VERSION_TAG not in child.data.tags:
-            store.discard(child.info.run_id)
+    _drop_plain_children(store, experiment_id, parent_id, promoted)
     started = time.perf_counter()
     logged = log_children(store, experiment_id, parent_id, candidate_children(meta, records, table, promoted)) if all_runs else 0
     children_seconds = time.perf_counter() - started
@@ -202,17 +200,30 @@ def promote(
 
     champion = store.set_best_alias(model_name, config.registry.alias, {f"{TAG}search_id": meta.search_id},
                                     f"mean_test_{meta.scoring[0]}")
-    items = tuple(
-        Promotion(
-            search_id=meta.search_id, candidate_id=row.candidate_id, rank=int(row.rank), params=dict(row.params),
-            run_id=registered.run_id, model_name=model_name, version=registered.version, created=registered.created,
-            metrics=dict(registered.metrics), tracking_uri=store.uri,
-            alias=config.registry.alias if registered.version == champion else None,
-            seconds=registered.seconds, log_model_seconds=registered.log_model_seconds, parent_run_id=parent_id,
-        )
-        for row, registered in done
-    )
+    alias = (config.registry.alias, champion)
+    items = tuple(_promotion(meta.search_id, row, registered, model_name, store.uri, alias, parent_id) for row, registered in done)
     return Promotions(items, meta.search_id, model_name, store.uri, parent_id, parent_created, logged, children_seconds, tag_code)
+
+
+def _drop_plain_children(store: Any, experiment_id: str, parent_id: str, promoted: set[str]) -> None:
+    """A model-less child run (``all_runs``) of a promoted candidate gives way to its model's run."""
+    from kampai.registry import MODEL_VERSION_TAG
+    from kampai.runs import children_of
+
+    for child in children_of(store, experiment_id, parent_id):
+        if child.data.tags.get(f"{TAG}candidate_id") in promoted and MODEL_VERSION_TAG not in child.data.tags:
+            store.discard(child.info.run_id)
+
+
+def _promotion(search_id: str, row: Any, registered: Any, model_name: str, uri: str, alias: tuple[str, str | None],
+               parent_id: str) -> Promotion:
+    """What one promoted candidate became; ``alias`` is (the alias, the version it points to)."""
+    return Promotion(
+        search_id=search_id, candidate_id=row.candidate_id, rank=int(row.rank), params=dict(row.params),
+        run_id=registered.run_id, model_name=model_name, version=registered.version, created=registered.created,
+        metrics=dict(registered.metrics), tracking_uri=uri, alias=alias[0] if registered.version == alias[1] else None,
+        seconds=registered.seconds, log_model_seconds=registered.log_model_seconds, parent_run_id=parent_id,
+    )
 
 
 def one_search(path: str | os.PathLike[str]) -> Path:
