@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gridsearch.cli import main
 from gridsearch.errors import GridsearchError
 from gridsearch.registry.code import CodeVersionWarning, check_model_code
 from gridsearch.registry.predict import predict
@@ -69,7 +70,7 @@ def test_strict_code_refuses(code):
         check_model_code("m", _metadata(code, OTHER), code_version(), strict=True)
 
 
-def test_predict_warns_or_refuses_for_a_model_of_other_code(fitted, tmp_path):
+def test_predict_warns_or_refuses_for_a_model_of_other_code(fitted, tmp_path, capfd):
     model, X = fitted
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run = ModelRun(key={"id": "old"}, name="old", model=model, X=X, metadata={"target": "fare_amount", "code_version": OTHER})
@@ -84,11 +85,12 @@ def test_predict_warns_or_refuses_for_a_model_of_other_code(fitted, tmp_path):
         predict(registered.model_uri, trips, tmp_path / "never.csv", tracking_uri=uri, strict_code=True)
     assert not (tmp_path / "never.csv").exists()
 
-    command = [sys.executable, "-m", "gridsearch", "predict", "--model", registered.model_uri, "--input", str(trips),
-               "--output", str(tmp_path / "cli.csv"), "--tracking-uri", uri]
-    warned = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    lines = warned.stderr.strip().splitlines()
+    command = ["predict", "--model", registered.model_uri, "--input", str(trips), "--output", str(tmp_path / "cli.csv"), "--tracking-uri", uri]
+    warned = subprocess.run([sys.executable, "-m", "gridsearch", *command], capture_output=True, text=True, timeout=300, check=False)
+    lines = warned.stderr.strip().splitlines()  # a fresh process: what a user sees on stderr, nothing else
     assert warned.returncode == 0 and len(lines) == 1 and lines[0].startswith(f"warning: model {registered.model_uri} was trained by"), warned.stderr
     assert Path(tmp_path / "cli.csv").is_file()
-    refused = subprocess.run([*command, "--strict-code"], capture_output=True, text=True, timeout=300, check=False)
-    assert refused.returncode == 2 and refused.stderr.startswith("error: refused (strict_code): model "), refused.stderr
+    capfd.readouterr()
+    status = main([*command, "--strict-code"])
+    _, err = capfd.readouterr()
+    assert status == 2 and err.startswith("error: refused (strict_code): model ") and err.count("\n") == 1, err

@@ -31,6 +31,7 @@ from sklearn.base import clone
 from sklearn.metrics import get_scorer
 
 import gridsearch
+from gridsearch.cli import main
 from gridsearch.errors import GridsearchError
 from gridsearch.registry.predict import predict
 from gridsearch.registry.promote import promote, summary
@@ -41,7 +42,6 @@ from kampai.data import clean_taxifare, synthetic_taxifare
 from kampai.errors import RegistryError
 from kampai.registry import MODEL_VERSION_TAG, load_model, open_store
 
-REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = str(Path(sys.executable).parent)
 SCORING = ["neg_root_mean_squared_error", "r2"]
 CONFIG = {
@@ -112,9 +112,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _gridsearch(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gridsearch", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False, timeout=300, env={**os.environ, **(env or {})})
+def _cli(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``python -m gridsearch ARGS`` in this process: the exit status, and its own stdout and stderr."""
+    capfd.readouterr()  # what came before (MLflow's logs) is not the command's
+    status = main(list(args))
+    out, err = capfd.readouterr()
+    return status, out, err
 
 
 def _digest(path: Path) -> str:
@@ -290,7 +293,7 @@ def test_changed_code_is_refused_unless_allowed_and_then_recorded(searched, prom
     assert sorted((searched.root / "cache").rglob("*")) == cache_before  # the refit writes no intermediate files
 
 
-def test_bad_requests_are_one_line_errors_that_write_nothing(searched, promoted, tmp_path):
+def test_bad_requests_are_one_line_errors_that_write_nothing(searched, promoted, tmp_path, capfd, monkeypatch):
     database = Path(searched.uri.removeprefix("sqlite:///"))
     before = _digest(database)
     empty = tmp_path / "empty"
@@ -301,16 +304,17 @@ def test_bad_requests_are_one_line_errors_that_write_nothing(searched, promoted,
         (["promote", str(searched.log), "--top", "1", "--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
          "cannot reach the MLflow tracking store http://127.0.0.1:"),
     ]
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")  # the user's own setting: still fails fast
     for args, message in cases:
         started = time.perf_counter()
-        done = _gridsearch(*args, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7"})  # the user's own setting: still fails fast
-        lines = done.stderr.strip().splitlines()
-        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
-        assert time.perf_counter() - started < 60
+        status, _, err = _cli(capfd, *args)
+        lines = err.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+        assert time.perf_counter() - started < 15
     assert _digest(database) == before
 
 
-def test_default_store_is_sqlite_in_the_working_directory(searched, promoted, tmp_path):
+def test_default_store_is_sqlite_in_the_working_directory(searched, promoted, tmp_path, capfd, monkeypatch):
     env = {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}
     # --allow-code-change: this subprocess reads the code version afresh, and the working tree may move meanwhile
     done = subprocess.run([sys.executable, "-m", "gridsearch", "promote", str(searched.log), "--allow-code-change"],
@@ -318,15 +322,18 @@ def test_default_store_is_sqlite_in_the_working_directory(searched, promoted, tm
     assert done.returncode == 0, done.stderr
     assert f"in sqlite:///{tmp_path / 'mlflow.db'}" in done.stdout and "alias champion -> taxifare version 1" in done.stdout
     assert (tmp_path / "mlflow.db").is_file() and any((tmp_path / "mlruns").iterdir())
-    listed = subprocess.run([sys.executable, "-m", "gridsearch", "registry"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
-    assert listed.returncode == 0 and promoted[0].candidate_id in listed.stdout and "champion" in listed.stdout, listed.stderr
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _cli(capfd, "registry")  # the same default, read in this process
+    assert status == 0 and promoted[0].candidate_id in out and "champion" in out, err
 
 
 @pytest.mark.parametrize("command", ["promote", "predict", "registry"])
-def test_help_explains_the_command_with_examples(command):
-    done = _gridsearch(command, "--help")
-    assert done.returncode == 0 and "examples:" in done.stdout and f"python -m gridsearch {command}" in done.stdout
+def test_help_explains_the_command_with_examples(command, capfd):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    out, _ = capfd.readouterr()
+    assert exited.value.code == 0 and "examples:" in out and f"python -m gridsearch {command}" in out
 
 
 def test_run_never_writes_to_mlflow(write_config, searched, promoted, tmp_path):
@@ -354,14 +361,14 @@ def test_predict_equals_the_in_process_refit(searched, promoted, new_trips, mode
     np.testing.assert_array_equal(written["fare_amount"], expected)
 
 
-def test_predict_cli_reads_parquet_and_writes_csv(searched, promoted, new_trips):
+def test_predict_cli_reads_parquet_and_writes_csv(searched, promoted, new_trips, capfd):
     trips = searched.root / "new.parquet"
     pd.read_csv(new_trips, dtype={"key": "str", "pickup_datetime": "str"}).assign(fare_amount=1.0).to_parquet(trips)
     out = searched.root / "cli-preds.csv"
-    done = _gridsearch("predict", "--model", "models:/taxifare@champion", "--input", str(trips), "--output", str(out),
-                       "--tracking-uri", searched.uri)
-    assert done.returncode == 0, done.stderr
-    assert f"written to {out}" in done.stdout
+    status, printed, err = _cli(capfd, "predict", "--model", "models:/taxifare@champion", "--input", str(trips), "--output", str(out),
+                                "--tracking-uri", searched.uri)
+    assert status == 0, err
+    assert f"written to {out}" in printed
     expected = predict("models:/taxifare@champion", new_trips, searched.root / "p.parquet", tracking_uri=searched.uri)
     np.testing.assert_allclose(pd.read_csv(out)["fare_amount"], expected["fare_amount"], rtol=1e-15)
 
@@ -387,7 +394,7 @@ def test_predict_of_an_unknown_alias_is_a_registry_error(searched, promoted, new
         predict("models:/taxifare@nope", new_trips, searched.root / "never.csv", tracking_uri=searched.uri)
 
 
-def test_registry_lists_promoted_runs_and_exports_csv(searched, promoted):
+def test_registry_lists_promoted_runs_and_exports_csv(searched, promoted, capfd):
     table = registry_table(searched.uri, model_name="taxifare", search_id=searched.result.search_id)
     assert set(promoted_ids := [p.run_id for p in promoted]) <= set(table["run_id"])
     first = table.set_index("run_id").loc[promoted[0].run_id]
@@ -398,9 +405,9 @@ def test_registry_lists_promoted_runs_and_exports_csv(searched, promoted):
     assert "params.model__alpha" in table.columns and not any(c.startswith("tags.mlflow.") for c in table.columns)
     assert "champion" in format_registry(table) and promoted.parent_run_id[:8] in format_registry(table)
     out = searched.root / "registry.csv"
-    done = _gridsearch("registry", "--tracking-uri", searched.uri, "--csv", str(out))
-    assert done.returncode == 0, done.stderr
-    assert "champion" in done.stdout and f"runs written to {out}" in done.stdout
+    status, printed, err = _cli(capfd, "registry", "--tracking-uri", searched.uri, "--csv", str(out))
+    assert status == 0, err
+    assert "champion" in printed and f"runs written to {out}" in printed
     exported = pd.read_csv(out)
     assert set(promoted_ids) <= set(exported["run_id"]) and "metrics.holdout_r2" in exported.columns
     assert registry_table(searched.uri, search_id="0" * 16).empty

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import gridsearch
+from gridsearch.cli import main
 from gridsearch.errors import GridsearchError
 from gridsearch.log.query import export, show, to_json, top
 from gridsearch.log.records import FitRecord, SearchMeta, Status
@@ -51,6 +52,15 @@ def searches(tmp_path_factory, cluster_address):
 
 def _gridsearch(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gridsearch", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=120)
+
+
+def _cli_json(capfd: pytest.CaptureFixture[str], *args: str) -> dict:
+    """What ``python -m gridsearch ARGS --json`` prints, run in this process."""
+    capfd.readouterr()
+    status = main([*args, "--json"])
+    out, err = capfd.readouterr()
+    assert status == 0, err
+    return json.loads(out)
 
 
 def test_top_of_one_search_matches_its_cv_results(searches):
@@ -228,25 +238,33 @@ def test_python_api_exports_the_query_functions():
 
 
 @pytest.mark.parametrize("command", ["top", "show", "export"])
-def test_cli_help_has_examples(command):
-    done = _gridsearch(command, "--help")
-    assert done.returncode == 0 and "examples:" in done.stdout and f"python -m gridsearch {command}" in done.stdout
+def test_cli_help_has_examples(command, capfd):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    out, _ = capfd.readouterr()
+    assert exited.value.code == 0 and "examples:" in out and f"python -m gridsearch {command}" in out
 
 
-def test_cli_prints_json_for_tools(searches, tmp_path):
+def test_cli_prints_json_for_tools(searches, tmp_path, capfd):
     runs, (result, _) = searches
-    board = json.loads(_gridsearch("top", str(runs), "-n", "2", "--json").stdout)
+    board = _cli_json(capfd, "top", str(runs), "-n", "2")
     assert board["metric"] == "neg_root_mean_squared_error" and len(board["rows"]) == 2 and board["n_candidates"] == 16
-    detail = json.loads(_gridsearch("show", str(result.log_path), result.best_candidate_id[:7], "--json").stdout)
+    detail = _cli_json(capfd, "show", str(result.log_path), result.best_candidate_id[:7])
     assert detail["candidate_id"] == result.best_candidate_id
-    written = json.loads(_gridsearch("export", str(runs), "--to", str(tmp_path / "r.csv"), "--json").stdout)
+    written = _cli_json(capfd, "export", str(runs), "--to", str(tmp_path / "r.csv"))
     assert written["rows"] == 16 and Path(written["path"]).is_file()
 
 
-def test_cli_errors_are_one_line_with_exit_2(searches, tmp_path):
+@pytest.mark.parametrize("args", [["top", "{runs}", "--metric", "rmse"], ["show", "{runs}", "zzzz"]])
+def test_cli_errors_are_one_line_with_exit_2(searches, capfd, args):
     runs, _ = searches
-    for args in (["top", str(tmp_path / "nothing")], ["top", str(runs), "--metric", "rmse"], ["show", str(runs), "zzzz"]):
-        done = _gridsearch(*args)
-        assert done.returncode == 2, done.stderr
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    status = main([arg.format(runs=runs) for arg in args])
+    _, err = capfd.readouterr()
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+
+
+def test_cli_error_in_a_fresh_process_is_one_line_on_stderr(tmp_path):
+    done = _gridsearch("top", str(tmp_path / "nothing"))
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.startswith(f"error: no run log at {tmp_path / 'nothing'}") and done.stderr.count("\n") == 1, done.stderr
