@@ -189,7 +189,7 @@ def test_image_installs_the_project_as_make_run_and_make_test_do(instructions):
 
     install = recipe("install")
     # from the lock, which the image copies in with the Makefile
-    assert any(line.endswith(f' pip install --quiet --python {venv}/bin/python -r requirements.lock -e ".[test]"')
+    assert any(line.endswith(f' pip install --quiet --compile-bytecode --python {venv}/bin/python -r requirements.lock -e ".[test]"')
                for line in install), install
     copied = [source for command in instructions if command.cmd == "COPY" for source in command.value[:-1]]
     assert "requirements.lock" in copied
