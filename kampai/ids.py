@@ -12,11 +12,21 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 
 def content_id(*parts: Any, length: int = 16) -> str:
     """The first ``length`` hex digits of a sha256 of the JSON form of ``parts`` (keys sorted)."""
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=repr)
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=value_text)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def value_text(value: Any) -> str:
+    """The text that stands for a value JSON cannot hold: its repr, or for an array (whose repr
+    elides the middle of a long one) a hash of its type, shape and bytes."""
+    if isinstance(value, np.ndarray):
+        return f"ndarray({value.dtype},{value.shape},{hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]})"
+    return repr(value)
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:

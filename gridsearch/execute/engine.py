@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from gridsearch.execute.executor import SearchWork, StageReport, execute, open_c
 from gridsearch.execute.failfast import FIRST_FITS, FailFast
 from gridsearch.execute.interrupts import DeferredInterrupts
 from gridsearch.execute.progress import Progress
+from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.workers import check_workers, ship_modules, user_modules
 from gridsearch.log.lease import search_lease
 from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
 from gridsearch.log.results import cv_results, leaderboard
 from gridsearch.log.runlog import RunLog, ensure_writable, read_log
 from gridsearch.search.config import SearchConfig
+from gridsearch.search.dataset import rebuild
 from gridsearch.search.pilot import pilot, pilot_summary
 from gridsearch.search.prepare import PreparedSearch, prepare_search
 from kampai.cache import record_hits
@@ -164,8 +167,9 @@ def _work(search: PreparedSearch) -> SearchWork:
     stamp = RecordStamp(search.search_id, inputs.data_fingerprint, version.git_sha, version.git_dirty, version.package_version,
                         cfg.scoring, cfg.error_score if isinstance(cfg.error_score, float) else float("nan"))
     memo = cfg.cache.dir
-    return SearchWork(stamp=stamp, data_spec=inputs.data_spec, frame=inputs.frame, pipeline=inputs.pipeline, plan=search.plan,
-                      rows_id=inputs.rows_id, memo_location=None if memo is None else str(memo.resolve()), memo_stages=cfg.cache.stages)
+    return SearchWork(stamp=stamp, rows=partial(rebuild, inputs.data_spec, inputs.frame), pipeline=inputs.pipeline, plan=search.plan,
+                      rows_id=inputs.rows_id, memo_location=None if memo is None else str(memo.resolve()), memo_stages=cfg.cache.stages,
+                      scoring=Scoring.named(cfg.scoring))
 
 
 def _raise_if_required(search: PreparedSearch, records: Sequence[FitRecord]) -> None:

@@ -20,16 +20,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import dask
-import pandas as pd
 from distributed import Client, Future, KilledWorker, LocalCluster, as_completed, wait
 from sklearn.base import BaseEstimator
 
 from gridsearch.errors import GridsearchError
 from gridsearch.execute.batching import FitBatch, FitCosts, Pending, fit_batches
-from gridsearch.execute.tasks import failure, fit_batch, prepare, run_stage, stage_summary
+from gridsearch.execute.scoring import Scoring
+from gridsearch.execute.tasks import FitSetup, failure, fit_batch, prepare, run_stage, stage_summary
 from gridsearch.log.records import FitRecord, RecordStamp, Status
 from gridsearch.search.config import ClusterConfig
-from gridsearch.search.dataset import DataSpec, rebuild
+from gridsearch.search.dataset import Dataset
 from gridsearch.search.plan import Plan, RawStage
 from kampai.errors import KampaiError
 from kampai.ids import content_id
@@ -61,18 +61,25 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
         with client:
             yield client
         return
+    with local_cluster(cluster.workers, cluster.dashboard) as local, Client(local) as client:
+        yield client
+
+
+def local_cluster(workers: int | None = None, dashboard: str | None = None) -> LocalCluster:
+    """A loopback ``LocalCluster`` of single-threaded worker processes (one per core unless ``workers``).
+
+    Without ``dashboard`` (an address such as ``127.0.0.1:8787``) it serves none.
+    """
     with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}), _workers_ignore_ctrl_c():
-        local = LocalCluster(
-            n_workers=cluster.workers or os.cpu_count() or 1,
+        return LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=cluster.dashboard or "127.0.0.1:0",
-            scheduler_kwargs={"dashboard": cluster.dashboard is not None},
+            dashboard_address=dashboard or "127.0.0.1:0",
+            scheduler_kwargs={"dashboard": dashboard is not None},
             silence_logs=logging.CRITICAL,  # its own shutdown noise after Ctrl-C; task errors reach the client as exceptions
         )
-    with local, Client(local) as client:
-        yield client
 
 
 @contextlib.contextmanager
@@ -96,21 +103,26 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
 class SearchWork:
     """What the executor runs: the data, the pipeline, the plan, and where stages are memoised.
 
-    ``frame`` is the loaded data when workers cannot load it themselves (see
-    :mod:`gridsearch.search.dataset`). ``stamp`` carries the search id (task keys) and what
-    every record shares; ``rows_id`` identifies the rows and folds only (data fingerprint,
-    hold-out, cv), for memo keys shared by any search on them; ``memo_stages`` limits the
-    memo to those raw stages (None: all).
+    ``rows`` makes the search's :class:`Dataset` on a worker (it runs as the ``data-…``
+    task: it carries the rows, or loads them, see :mod:`gridsearch.search.dataset`).
+    ``stamp`` carries the search id (task keys) and what every record shares; ``rows_id``
+    identifies the rows and folds only (data fingerprint, hold-out, cv), for memo keys
+    shared by any search on them; ``memo_stages`` limits the memo to those raw stages
+    (None: all).
     """
 
     stamp: RecordStamp
-    data_spec: DataSpec
-    frame: pd.DataFrame | None
+    rows: Callable[[], Dataset]
     pipeline: BaseEstimator
     plan: Plan
     rows_id: str
     memo_location: str | None
     memo_stages: frozenset[str] | None
+    scoring: Scoring
+
+    @property
+    def fit_setup(self) -> FitSetup:
+        return FitSetup(self.pipeline, self.plan.final_step, self.stamp, self.scoring)
 
     def memo_for(self, stage: RawStage) -> str | None:
         return self.memo_location if self.memo_stages is None or stage.path in self.memo_stages else None
@@ -156,7 +168,8 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None, int]] = {}
     suspects: list[tuple[FitBatch, Future | None, int]] = []  # families to run alone, each with its attempt
     max_in_flight = 3 * max(1, sum(client.nthreads().values()))
-    finished = as_completed()
+    finished = as_completed(loop=client.loop)
+    setup = work.fit_setup
 
     def watch(future: Future, what: FitBatch | RawStage, source: Future | None = None, attempt: int = 0) -> None:
         in_flight[future.key] = (future, what, source, attempt)
@@ -168,7 +181,7 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         # The search id is in the key: a search with other scorers on the same scheduler must not get these records.
         kind = "fit" if attempt is None else f"{_ALONE}{attempt}"
         key = f"{kind}-{content_id(work.stamp.search_id, batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
-        future = client.submit(fit_batch, source, batch.fold, work.pipeline, batch.families, work.stamp, key=key, pure=False)
+        future = client.submit(fit_batch, source, batch.fold, batch.families, setup, key=key, pure=False)
         watch(future, batch, source, attempt or 0)
 
     def collect(future: Future) -> None:
@@ -183,7 +196,7 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         if killed and future.exception().task != future.key and attempt + 1 < _ALONE_ATTEMPTS:
             suspects.append((what, source, attempt + 1))  # an input died beside another culprit: not this family's death
             return
-        records = future.result() if future.status == "finished" else _failed(what, future, work.stamp)
+        records = future.result() if future.status == "finished" else _failed(what, future, work)
         costs.observe(what.cost_key, records, len(what.families))
         on_records(records)
 
@@ -212,7 +225,7 @@ class _Inputs:
 
     def __init__(self, client: Client, work: SearchWork) -> None:
         self._client, self._work = client, work
-        self._data = client.submit(rebuild, work.data_spec, work.frame, key=f"data-{work.stamp.search_id}", pure=False)
+        self._data = client.submit(work.rows, key=f"data-{work.stamp.search_id}", pure=False)
         self._stages: dict[str, Future] = {}
         self._preps: dict[tuple[int, int], Future] = {}
         self._group = -1
@@ -257,20 +270,23 @@ def _recompute_if_erred(client: Client, source: Future) -> None:
         client.retry([source])
 
 
-def _failed(batch: FitBatch, future: Future, stamp: RecordStamp) -> list[FitRecord]:
+def _failed(batch: FitBatch, future: Future, work: SearchWork) -> list[FitRecord]:
     """Records for a batch whose task itself failed.
 
     A family whose own task kept killing its workers while alone on the cluster killed them
     itself: an error of its own, never retried. Anything else (a lost connection, a cancelled
     task, inputs that kept dying) is not the candidates' doing: ``lost``, redone on resume.
     Bad input met by the task's inputs (rows that cannot be rebuilt or read on a worker)
-    stops the search instead.
+    stops the search instead, and so does a candidate's own exception when the scoring
+    says to raise it.
     """
     exc = future.exception()
-    if isinstance(exc, (GridsearchError, KampaiError)):
+    killed = isinstance(exc, KilledWorker)
+    if isinstance(exc, (GridsearchError, KampaiError)) or (work.scoring.raise_errors and not killed):
         raise exc
+    stamp = work.stamp
     error, trace = failure(exc)
-    status = Status.ERROR if isinstance(exc, KilledWorker) and exc.task == future.key else Status.LOST
+    status = Status.ERROR if killed and exc.task == future.key else Status.LOST
     if status is Status.ERROR:
         error = f"the worker fitting this candidate died, on every worker that tried it ({error})"
     return [FitRecord.of(stamp, item, batch.fold, status, {}, error=error, traceback=trace) for item in batch.items]

@@ -10,20 +10,20 @@ import time
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.metrics import get_scorer
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing
 
+from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.sizes import model_size
 from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
 from gridsearch.search.dataset import Dataset
 from gridsearch.search.ensembles import truncated
-from gridsearch.search.plan import FitFamily, RawStage, final_step_name
+from gridsearch.search.plan import FitFamily, RawStage, final_step_name, split_params
 from gridsearch.search.space import resolve, step_names
 from gridsearch.search.stages import assemble, fit_stage
 from kampai.cache import StageMemo, StageOutput
@@ -45,20 +45,45 @@ class StageResult:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A fold's data after the shared prefix, or the error that prevented it."""
+    """A fold's data after the shared prefix, or the error that prevented it.
+
+    ``fit_params`` are the final estimator's for the fold's train rows; ``score_params``
+    the scorers' for its (train, test) rows.
+    """
 
     X_train: Any
-    y_train: np.ndarray
+    y_train: np.ndarray | None
     X_test: Any
-    y_test: np.ndarray
+    y_test: np.ndarray | None
     seconds: float
     error: tuple[str, str] | None = None
     warnings: str | None = None
+    fit_params: Mapping[str, Any] = field(default_factory=dict)
+    score_params: tuple[Mapping[str, Any], Mapping[str, Any]] = ({}, {})
 
     @classmethod
     def raw(cls, dataset: Dataset, fold: int) -> Prepared:
         """The fold's rows as they are: for a pipeline without a prefix."""
-        return cls(*dataset.fold(fold), 0.0)
+        return cls(*dataset.fold(fold), 0.0, fit_params=dataset.fold_fit_params(fold), score_params=_score_params(dataset, fold))
+
+
+@dataclass(frozen=True)
+class FitSetup:
+    """What every fit task of a search shares.
+
+    ``final_step`` names the pipeline's final step when the plan shares its prefix (None:
+    the estimator is fitted whole, see :attr:`gridsearch.search.plan.Plan.final_step`).
+    """
+
+    pipeline: BaseEstimator
+    final_step: str | None
+    stamp: RecordStamp
+    scoring: Scoring
+
+    @classmethod
+    def of(cls, pipeline: BaseEstimator, stamp: RecordStamp) -> FitSetup:
+        """The setup of a search from a config: its prefix shared, scored by the stamp's scorer names."""
+        return cls(pipeline, final_step_name(pipeline), stamp, Scoring.named(stamp.scoring))
 
 
 def failure(exc: BaseException) -> tuple[str, str]:
@@ -95,6 +120,10 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
     of the prefix (and the assembly of a ``ColumnTransformer``) runs here.
     """
     X_train, y_train, X_test, y_test = dataset.fold(fold)
+    final_step = pipeline.steps[-1][0]
+    prefix_fit, final_fit = split_params(dataset.fold_fit_params(fold), final_step)
+    scoring = _score_params(dataset, fold)
+    final_fit = {name.removeprefix(f"{final_step}__"): value for name, value in final_fit.items()}
     earlier = "\n".join(result.warnings for result in stages.values() if result.warnings) or None
     failed = next((result.error for result in stages.values() if result.error is not None), None)
     if failed is not None:
@@ -105,25 +134,24 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
         try:
             prefix = clone(pipeline).set_params(**resolve(prefix_params, step_names(pipeline)))[:-1]
             prefix = assemble(prefix, {path: result.output for path, result in stages.items()})
-            Xt_train = prefix.fit_transform(X_train, y_train)
+            Xt_train = prefix.fit_transform(X_train, y_train, **prefix_fit)
             Xt_test = _transform(prefix, X_test)
         except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
             return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught, earlier))
     seconds = time.perf_counter() - start + sum(result.seconds for result in stages.values())
-    return Prepared(Xt_train, y_train, Xt_test, y_test, seconds, warnings=_summarise(caught, earlier))
+    return Prepared(Xt_train, y_train, Xt_test, y_test, seconds, warnings=_summarise(caught, earlier), fit_params=final_fit, score_params=scoring)
 
 
-def fit_batch(source: Prepared | Dataset, fold: int, pipeline: BaseEstimator, families: Sequence[FitFamily],
-              stamp: RecordStamp) -> list[FitRecord]:
+def fit_batch(source: Prepared | Dataset, fold: int, families: Sequence[FitFamily], setup: FitSetup) -> list[FitRecord]:
     """Fit and score each family's final estimator on a fold, one record per item.
 
     ``source`` is the fold's prepared prefix output, or the whole dataset when the
-    pipeline has no prefix. A family's first item is fitted; the others are scored on its
-    first trees (``shared_fit`` names the fitted candidate, their ``fit_time`` is 0).
+    estimator is fitted whole. A family's first item is fitted; the others are scored on
+    its first trees (``shared_fit`` names the fitted candidate, their ``fit_time`` is 0).
     Warnings are recorded, not printed.
     """
     prepared = source if isinstance(source, Prepared) else Prepared.raw(source, fold)
-    fitting = _Fitting(prepared, pipeline, fold, stamp, {name: get_scorer(name) for name in stamp.scoring}, _worker_address())
+    fitting = _Fitting(prepared, fold, setup, _worker_address())
     return [record for family in families for record in fitting.family(family)]
 
 
@@ -132,10 +160,8 @@ class _Fitting:
     """The fixed parts of one fit task, so each family's fit reads as one short method."""
 
     prepared: Prepared
-    pipeline: BaseEstimator
     fold: int
-    stamp: RecordStamp
-    scorers: Mapping[str, Any]
+    setup: FitSetup
     worker: str
 
     def family(self, family: FitFamily) -> list[FitRecord]:
@@ -149,44 +175,44 @@ class _Fitting:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                estimator = _final_estimator(self.pipeline, resolve(leader.params, step_names(self.pipeline)))
+                estimator = self._estimator(leader)
                 start = time.perf_counter()
-                estimator.fit(prepared.X_train, prepared.y_train)
+                if prepared.y_train is None:
+                    estimator.fit(prepared.X_train, **prepared.fit_params)
+                else:
+                    estimator.fit(prepared.X_train, prepared.y_train, **prepared.fit_params)
                 fit_time = time.perf_counter() - start
                 for item in family.items:
                     view = estimator if item is leader else truncated(estimator, item.n_estimators)
                     start = time.perf_counter()
-                    scores, scorer_errors = self._scores(view)
+                    scores, scorer_errors = self._score(view, prepared.X_test, prepared.y_test, 1)
+                    score_time = time.perf_counter() - start
+                    train_scores = self._score(view, prepared.X_train, prepared.y_train, 0)[0] if self.setup.scoring.train else {}
                     shared = item is not leader
-                    outcomes.append({"scores": scores, "score_time": time.perf_counter() - start, "fit_time": 0.0 if shared else fit_time,
-                                     "shared_fit": leader.candidate_id if shared else None, "model_size": model_size(view),
-                                     "scorer_errors": scorer_errors})
+                    outcomes.append({"scores": scores, "train_scores": train_scores, "score_time": score_time,
+                                     "fit_time": 0.0 if shared else fit_time, "shared_fit": leader.candidate_id if shared else None,
+                                     "model_size": model_size(view), "scorer_errors": scorer_errors})
             except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
+                if self.setup.scoring.raise_errors:
+                    raise
                 error = failure(exc)
         notes = _summarise(caught, prepared.warnings)
         scored = [self._record(item, started, notes, **outcome) for item, outcome in zip(family.items, outcomes)]
         return scored + [self._record(item, started, notes, error=error) for item in family.items[len(outcomes):]]
 
-    def _scores(self, model: BaseEstimator) -> tuple[dict[str, float], list[str]]:
-        """Every scorer's score on the test rows. A scorer that raises scores ``error_score`` and is
-        noted, as in scikit-learn, without erasing the others; when all of them raise, the fit failed."""
-        scores, errors, first = {}, [], None
-        for name, scorer in self.scorers.items():
-            try:
-                scores[name] = float(scorer(model, self.prepared.X_test, self.prepared.y_test))
-            except Exception as exc:  # noqa: BLE001 - a scorer that does not apply to this model
-                scores[name] = self.stamp.error_score
-                errors.append(f"ScorerError: {name} failed, scored error_score: {failure(exc)[0].splitlines()[0]}")
-                first = first or exc
-        if first is not None and len(errors) == len(self.scorers):
-            raise first
-        return scores, errors
+    def _estimator(self, item: FitItem) -> BaseEstimator:
+        """A fresh final estimator (or whole estimator) with the item's params set."""
+        setup = self.setup
+        return _final_estimator(setup.pipeline, setup.final_step, resolve(item.params, step_names(setup.pipeline)))
+
+    def _score(self, model: BaseEstimator, X: Any, y: Any, side: int) -> tuple[dict[str, float], list[str]]:
+        return self.setup.scoring.score(model, X, y, self.prepared.score_params[side], self.setup.stamp.error_score)
 
     def _record(self, item: FitItem, started: float, notes: str | None, *, error: tuple[str, str] | None = None,
                 scores: Mapping[str, float] | None = None, scorer_errors: Sequence[str] = (), **times: Any) -> FitRecord:
         message, trace = error or (None, None)
         notes = "\n".join([*(notes.splitlines() if notes else []), *scorer_errors]) or None
-        return FitRecord.of(self.stamp, item, self.fold, Status.OK if error is None else Status.ERROR, scores or {},
+        return FitRecord.of(self.setup.stamp, item, self.fold, Status.OK if error is None else Status.ERROR, scores or {},
                             prep_time=self.prepared.seconds, worker=self.worker, error=message, traceback=trace,
                             warnings=notes, started=started, finished=time.time(), **times)
 
@@ -215,9 +241,12 @@ def _warning_line(caught: warnings.WarningMessage) -> str:
     return f"{caught.category.__name__}: {first}" if first else caught.category.__name__
 
 
-def _final_estimator(pipeline: BaseEstimator, params: dict[str, Any]) -> BaseEstimator:
-    """A fresh final estimator with ``params`` (addressed as in the whole pipeline) set."""
-    final_step = final_step_name(pipeline)
+def _score_params(dataset: Dataset, fold: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    return dataset.fold_score_params(fold, 0), dataset.fold_score_params(fold, 1)
+
+
+def _final_estimator(pipeline: BaseEstimator, final_step: str | None, params: dict[str, Any]) -> BaseEstimator:
+    """A fresh final estimator with ``params`` (addressed as in the whole pipeline) set; the whole one without a final step."""
     if final_step is None:
         return clone(pipeline).set_params(**params)
     estimator = clone(params.pop(final_step, pipeline.steps[-1][1]))

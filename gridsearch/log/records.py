@@ -37,8 +37,8 @@ class Status(StrEnum):
     LOST = "lost"  # its task died (e.g. its worker, three times): redone on resume
 
 
-def _column(arrow_type: pa.DataType, default: Any = MISSING) -> Any:
-    return field(default=default, metadata={_ARROW: arrow_type})
+def _column(arrow_type: pa.DataType, default: Any = MISSING, default_factory: Any = MISSING) -> Any:
+    return field(default=default, default_factory=default_factory, metadata={_ARROW: arrow_type})
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,9 @@ class FitItem:
 class FitRecord:
     """One (candidate, fold) fit: a row of the run log.
 
-    ``scores`` become the columns ``test_<scorer>``; ``started`` and ``finished`` are epoch
-    seconds (timestamps in the log). A fit that shared another's (``shared_fit``) has
+    ``scores`` become the columns ``test_<scorer>`` (``train_scores``, when a search scores
+    its train rows too, ``train_<scorer>``); ``started`` and ``finished`` are epoch seconds
+    (timestamps in the log). A fit that shared another's (``shared_fit``) has
     ``fit_time`` 0.
     """
 
@@ -103,6 +104,7 @@ class FitRecord:
     package_version: str = _column(pa.string(), "")
     data_fingerprint: str = _column(pa.string(), "")
     model_size: float = _column(pa.float64(), _NAN)  # bytes of the fitted final estimator's arrays (gridsearch.execute.sizes)
+    train_scores: Mapping[str, float] = _column(pa.float64(), default_factory=dict)  # columns train_<scorer>, when asked
 
     @classmethod
     def of(cls, stamp: RecordStamp, item: FitItem, fold: int, status: Status, scores: Mapping[str, float], **outcome: Any) -> FitRecord:
@@ -114,13 +116,14 @@ class FitRecord:
         )
 
 
-def log_schema(scoring: Sequence[str]) -> pa.Schema:
-    """The run log's columns, derived from :class:`FitRecord`: ``scores`` as ``test_<scorer>`` each."""
+def log_schema(scoring: Sequence[str], train: bool = False) -> pa.Schema:
+    """The run log's columns, derived from :class:`FitRecord`: ``scores`` as ``test_<scorer>``
+    each, and with ``train`` the ``train_scores`` as ``train_<scorer>``."""
     columns = []
     for spec in fields(FitRecord):
         arrow_type = spec.metadata[_ARROW]
-        if spec.name == "scores":
-            columns += [(f"test_{name}", arrow_type) for name in scoring]
+        if spec.name in _SCORES:
+            columns += [(f"{_SCORES[spec.name]}{name}", arrow_type) for name in scoring] if train or spec.name == "scores" else []
         else:
             columns.append((spec.name, arrow_type))
     return pa.schema(columns)
@@ -130,9 +133,10 @@ def to_batch(records: Sequence[FitRecord], schema: pa.Schema) -> pa.RecordBatch:
     """``records`` as one Arrow batch of ``schema`` (a column at a time)."""
     columns = []
     for column in schema:
-        if column.name.startswith("test_") and column.name not in _PLAIN_FIELDS:
-            scorer = column.name.removeprefix("test_")
-            values: list[Any] = [record.scores.get(scorer, _NAN) for record in records]
+        scores = next((name for name, prefix in _SCORES.items() if column.name.startswith(prefix)), None)
+        if scores is not None and column.name not in _PLAIN_FIELDS:
+            scorer = column.name.removeprefix(_SCORES[scores])
+            values: list[Any] = [getattr(record, scores).get(scorer, _NAN) for record in records]
         elif pa.types.is_timestamp(column.type):
             values = [None if (s := getattr(record, column.name)) is None else int(s * 1000) for record in records]
         else:
@@ -141,6 +145,7 @@ def to_batch(records: Sequence[FitRecord], schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
+_SCORES = {"scores": "test_", "train_scores": "train_"}  # score fields: the prefix of their columns
 _PLAIN_FIELDS = frozenset(spec.name for spec in fields(FitRecord))
 
 
@@ -150,7 +155,7 @@ class SearchMeta:
 
     ``config`` is the validated config as a mapping (what ``--resume`` and ``promote``
     rebuild the search from), ``scope`` what its id hashes, ``code_version`` the code that
-    started it. Older or partial files read with the missing fields None (``folds`` and
+    started it, ``train_scored`` whether its records score the train rows too. Older or partial files read with the missing fields None (``folds`` and
     ``scoring`` then come from the records).
     """
 
@@ -165,6 +170,7 @@ class SearchMeta:
     code_version: Mapping[str, Any] | None = None
     created: str | None = None
     schema_version: int = SCHEMA_VERSION
+    train_scored: bool = False  # the records hold train_<scorer> columns too
 
     def write(self, directory: Path) -> None:
         """Write ``search.json`` into ``directory`` atomically, unless an earlier run did."""

@@ -62,7 +62,7 @@ class RunLog:
 
     def __init__(self, directory: Path, meta: SearchMeta) -> None:
         self.directory = directory
-        self.schema = log_schema(meta.scoring)
+        self.schema = log_schema(meta.scoring, meta.train_scored)
         self._meta = meta
         self._sink: Any = None
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
@@ -124,7 +124,8 @@ def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
         if (table := _read_part(part)) is not None:
             tables.append(table)
     if not tables:
-        return pd.DataFrame(columns=log_schema(SearchMeta.read(directory).scoring).names)
+        meta = SearchMeta.read(directory)
+        return pd.DataFrame(columns=log_schema(meta.scoring, meta.train_scored).names)
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
     return _few_chunks(table).to_pandas()
 

@@ -10,11 +10,15 @@ Either way the worker checks the content fingerprint against the client's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _check_method_params
 
 from gridsearch.errors import GridsearchError
 from kampai.data import fingerprint, load_dataset
@@ -41,16 +45,41 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The rows the search cross-validates on, and the fold indices."""
+    """The rows the search cross-validates on, the fold indices, and per-row parameters.
 
-    X: pd.DataFrame
-    y: np.ndarray
+    ``X`` is anything scikit-learn indexes (a frame, an array, a sparse matrix, a list);
+    ``y`` is None for unsupervised estimators. ``fit_params`` go to the estimator's
+    ``fit`` and ``score_params`` to the scorers; those with one value per row are cut to
+    each fold's rows, as scikit-learn cuts them. A ``pairwise`` X is a precomputed kernel:
+    its columns are cut to the train rows too.
+    """
+
+    X: Any
+    y: np.ndarray | None
     folds: Folds
+    fit_params: Mapping[str, Any] = field(default_factory=dict)
+    score_params: Mapping[str, Any] = field(default_factory=dict)
+    pairwise: bool = False
 
-    def fold(self, k: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+    def fold(self, k: int) -> tuple[Any, np.ndarray | None, Any, np.ndarray | None]:
         """``X_train, y_train, X_test, y_test`` of fold ``k``."""
         train, test = self.folds[k]
-        return self.X.iloc[train], self.y[train], self.X.iloc[test], self.y[test]
+        return self._rows(train, train), self._targets(train), self._rows(test, train), self._targets(test)
+
+    def fold_fit_params(self, k: int) -> dict[str, Any]:
+        """The fit parameters of fold ``k``'s train rows."""
+        return _check_method_params(self.X, self.fit_params, self.folds[k][0])
+
+    def fold_score_params(self, k: int, side: int) -> dict[str, Any]:
+        """The scorers' parameters of fold ``k``'s train (``side`` 0) or test (1) rows."""
+        return _check_method_params(self.X, self.score_params, self.folds[k][side])
+
+    def _rows(self, rows: np.ndarray, train: np.ndarray) -> Any:
+        taken = _safe_indexing(self.X, rows)
+        return _safe_indexing(taken, train, axis=1) if self.pairwise else taken
+
+    def _targets(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.y is None else _safe_indexing(self.y, rows)
 
 
 Holdout = tuple[pd.DataFrame, np.ndarray]

@@ -22,6 +22,8 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 
+from kampai.ids import value_text
+
 PATH_PARAM = "n_estimators"
 EARLY_STOPPING = "n_iter_no_change"
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
@@ -45,7 +47,7 @@ def family_key(estimator: BaseEstimator, params: Mapping[str, Any]) -> str | Non
     if not supports_path(estimator, params):
         return None
     rest = {name: value for name, value in params.items() if name.rpartition("__")[2] != PATH_PARAM}
-    return json.dumps(rest, sort_keys=True, default=repr)
+    return json.dumps(rest, sort_keys=True, default=value_text)
 
 
 def truncated(fitted: BaseEstimator, n_estimators: int) -> BaseEstimator:

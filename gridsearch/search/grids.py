@@ -29,6 +29,8 @@ from functools import reduce
 from operator import and_, or_
 from typing import Any
 
+from kampai.ids import value_text
+
 MAX_OVERLAPS = 12
 ID_LENGTH = 16  # as kampai.ids.content_id
 
@@ -217,4 +219,4 @@ def _option(key: str, value: Any, same: Sequence[int], listed: Sequence[set[str]
 
 def _compact(value: Any) -> str:
     """JSON as :func:`kampai.ids.content_id` writes it."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=value_text)

@@ -114,13 +114,19 @@ class PrepGroup:
 class Plan:
     """The whole work of a search: groups times folds.
 
-    ``has_prefix`` is False for a pipeline that is its final estimator alone: then there
-    is no preprocessing task, and fits read the fold's rows directly.
+    ``final_step`` names the pipeline's final step when its prefix is shared. It is None
+    for an estimator fitted whole (a pipeline that is its final estimator alone, or one the
+    search asked to fit whole): then there is no preprocessing task, and fits read the
+    fold's rows directly.
     """
 
     groups: tuple[PrepGroup, ...]
     folds: int
-    has_prefix: bool
+    final_step: str | None
+
+    @property
+    def has_prefix(self) -> bool:
+        return self.final_step is not None
 
     @property
     def n_candidates(self) -> int:
@@ -173,7 +179,8 @@ def split_params(params: Mapping[str, Any], final_step: str | None) -> tuple[dic
     return prefix, final
 
 
-def make_plan(candidates: Space | Sequence[Candidate], pipeline: BaseEstimator, folds: int, scope: Any) -> Plan:
+def make_plan(candidates: Space | Sequence[Candidate], pipeline: BaseEstimator, folds: int, scope: Any, *,
+              share_prefix: bool = True, split_stages: bool = True) -> Plan:
     """Group ``candidates`` by their prefix parameters (groups in order of first use), each with
     its raw stages and fit families.
 
@@ -181,17 +188,21 @@ def make_plan(candidates: Space | Sequence[Candidate], pipeline: BaseEstimator, 
     combinations of the prefix parameters' values, counted without building candidates;
     their families are made as the executor walks them. Only candidates of estimators
     that share fits along ``n_estimators`` are walked here, to form their families.
+
+    Without ``share_prefix`` the pipeline is fitted whole by every candidate; without
+    ``split_stages`` its prefix is fitted whole, never assembled from raw stages (for what
+    the raw stages cannot see, e.g. fit parameters addressed to them).
     """
     space = candidates if isinstance(candidates, Space) else ListSpace(candidates)
-    final_step = final_step_name(pipeline)
+    final_step = final_step_name(pipeline) if share_prefix else None
     parts = space.split_by(lambda name: not _is_final(name, final_step))
     names = sorted({name for prefix, _ in parts for name in prefix})
-    split = splits_into_stages(pipeline, names)
+    split = split_stages and final_step is not None and splits_into_stages(pipeline, names)
     groups = tuple(
         PrepGroup(content_id(scope, prefix), prefix, _stages(pipeline, prefix) if split else (), _families(pipeline, members, final_step))
         for prefix, members in parts
     )
-    return Plan(groups=groups, folds=folds, has_prefix=final_step is not None)
+    return Plan(groups=groups, folds=folds, final_step=final_step)
 
 
 def _is_final(name: str, final_step: str | None) -> bool:
@@ -245,14 +256,14 @@ def _path_families(pipeline: BaseEstimator, members: Members, final_step: str | 
         return name == (final_step or "") or (_is_final(name, final_step) and name.rpartition("__")[2] == EARLY_STOPPING)
 
     def has_path(values: Mapping[str, Any]) -> bool:
-        estimator = _kind_estimator(pipeline, _kind(values, final_step))
+        estimator = _final_kind(pipeline, values, final_step)
         return estimator is not None and supports_path(estimator, values)
 
     families: dict[tuple[str, str], list[FitItem]] = {}
     for candidate, params_json in members.where(selects, has_path):
         final = split_params(candidate.params, final_step)[1]
         kind = _kind(final, final_step)
-        estimator = _kind_estimator(pipeline, kind)
+        estimator = _final_kind(pipeline, final, final_step)
         item = FitItem(candidate.id, final, params_json, _n_estimators(estimator, final))
         families.setdefault((kind, family_key(estimator, final)), []).append(item)
     shared: dict[str, FitFamily | None] = {}
@@ -271,11 +282,17 @@ def _n_estimators(estimator: BaseEstimator, final_params: Mapping[str, Any]) -> 
     return int(given[0]) if given else int(getattr(estimator, PATH_PARAM))
 
 
+def _final_kind(pipeline: BaseEstimator, final_params: Mapping[str, Any], final_step: str | None) -> BaseEstimator | None:
+    """The final estimator a candidate swaps in (an estimator given as a value is itself), or the default."""
+    value = final_params.get(final_step or "")
+    return value if hasattr(value, "get_params") else _kind_estimator(pipeline, _kind(final_params, final_step), final_step)
+
+
 @cache
-def _kind_estimator(pipeline: BaseEstimator, kind: str) -> BaseEstimator | None:
+def _kind_estimator(pipeline: BaseEstimator, kind: str, final_step: str | None) -> BaseEstimator | None:
     """A default instance of a final estimator kind, to know whether it has a path."""
     if kind == DEFAULT_KIND:
-        return pipeline.steps[-1][1] if final_step_name(pipeline) else pipeline
+        return pipeline.steps[-1][1] if final_step else pipeline
     try:
         return make_estimator(kind)
     except ValueError:

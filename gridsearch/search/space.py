@@ -18,7 +18,7 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 from gridsearch.search.config import SearchConfig
 from gridsearch.search.grids import Candidate, Point, ProductSpace
-from kampai.ids import content_id, did_you_mean
+from kampai.ids import content_id, did_you_mean, value_text
 from kampai.pipeline import make_estimator
 
 _STEP_LITERALS = ("passthrough", "drop")
@@ -84,7 +84,7 @@ class ListSpace:
         parts: dict[str, tuple[dict[str, Any], _Listed]] = {}
         for candidate in self._candidates:
             values = _selected(candidate, selects)
-            parts.setdefault(json.dumps(values, sort_keys=True, default=repr), (values, _Listed([])))[1].candidates.append(candidate)
+            parts.setdefault(json.dumps(values, sort_keys=True, default=value_text), (values, _Listed([])))[1].candidates.append(candidate)
         return list(parts.values())
 
     def firsts(self, selects: Selects, label: Callable[[Mapping[str, Any]], str]) -> list[Candidate]:
@@ -107,7 +107,7 @@ class _Listed:
         return len(self.candidates)
 
     def walk(self) -> Iterator[Point]:
-        return ((candidate, json.dumps(candidate.params, sort_keys=True)) for candidate in self.candidates)
+        return ((candidate, json.dumps(candidate.params, sort_keys=True, default=value_text)) for candidate in self.candidates)
 
     def where(self, selects: Selects, accept: Callable[[Mapping[str, Any]], bool]) -> Iterator[Point]:
         return (point for point in self.walk() if accept(_selected(point[0], selects)))

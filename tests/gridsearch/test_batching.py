@@ -25,7 +25,7 @@ def _family(kind: str, name: str, *n_estimators: int | None) -> FitFamily:
 
 
 def _plan(*groups: Sequence[FitFamily], folds: int = 3) -> Plan:
-    return Plan(tuple(PrepGroup(f"g{i}", {}, (), tuple(families)) for i, families in enumerate(groups)), folds, has_prefix=True)
+    return Plan(tuple(PrepGroup(f"g{i}", {}, (), tuple(families)) for i, families in enumerate(groups)), folds, final_step="model")
 
 
 def _all(_candidate: str, _fold: int) -> bool:

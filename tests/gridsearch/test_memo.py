@@ -17,7 +17,7 @@ from sklearn.base import clone
 from sklearn.metrics import get_scorer
 
 import gridsearch
-from gridsearch.execute.tasks import fit_batch, prepare, run_stage
+from gridsearch.execute.tasks import FitSetup, fit_batch, prepare, run_stage
 from gridsearch.log.records import FitItem, RecordStamp, Status
 from gridsearch.search.plan import FitFamily
 from gridsearch.search.space import resolve, step_names
@@ -165,6 +165,6 @@ def test_search_path_predicts_like_the_production_pipeline(tmp_path):
     np.testing.assert_allclose(searched, production.predict(X_test), rtol=1e-12, atol=1e-9)
     stamp = RecordStamp(search.search_id, search.inputs.data_fingerprint, None, None, "0", ("r2",))
     item = FitItem("c", final, json.dumps(params))
-    [record] = fit_batch(prepared, 1, search.pipeline, [FitFamily("sklearn.linear_model.Ridge", (item,))], stamp)
+    [record] = fit_batch(prepared, 1, [FitFamily("sklearn.linear_model.Ridge", (item,))], FitSetup.of(search.pipeline, stamp))
     assert record.status is Status.OK and record.fold == 1 and record.params == item.params_json
     assert abs(record.scores["r2"] - get_scorer("r2")(production, X_test, y_test)) < 1e-9

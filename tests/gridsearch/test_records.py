@@ -111,6 +111,8 @@ def test_records_round_trip_through_the_run_log(tmp_path: Path) -> None:
             if spec.name == "scores":
                 for scorer in SCORING:
                     assert _same(row[f"test_{scorer}"], record.scores[scorer]), scorer
+            elif spec.name == "train_scores":  # not asked for: no train_ columns
+                assert not record.train_scores and not any(name.startswith("train_") for name in frame.columns)
             elif spec.name in ("started", "finished"):
                 written = getattr(record, spec.name)
                 expected = None if written is None else pd.Timestamp(round(written * 1000), unit="ms", tz="UTC")

@@ -308,7 +308,7 @@ def test_ctrl_c_in_a_terminal_prints_only_the_resume_line(tmp_path):
 
 
 def test_a_failing_scorer_does_not_erase_the_other_scores(tmp_path):
-    from gridsearch.execute.tasks import Prepared, fit_batch
+    from gridsearch.execute.tasks import FitSetup, Prepared, fit_batch
     from gridsearch.log.records import FitItem, RecordStamp, Status
     from gridsearch.search.plan import FitFamily
 
@@ -317,10 +317,10 @@ def test_a_failing_scorer_does_not_erase_the_other_scores(tmp_path):
     numeric = Prepared(X_train.select_dtypes("number"), y_train, X_test.select_dtypes("number"), y_test, 0.0)
     family = [FitFamily("default", (FitItem("c", {}, "{}"),))]
     model = make_estimator("sklearn.linear_model.Ridge")
-    [record] = fit_batch(numeric, 0, model, family, RecordStamp("s", "f", None, None, "0", ("r2", "roc_auc"), error_score=-1.0))
+    [record] = fit_batch(numeric, 0, family, FitSetup.of(model, RecordStamp("s", "f", None, None, "0", ("r2", "roc_auc"), error_score=-1.0)))
     assert record.status is Status.OK and np.isfinite(record.scores["r2"]) and record.scores["roc_auc"] == -1.0
     assert "ScorerError: roc_auc failed, scored error_score: " in record.warnings
-    [failed] = fit_batch(numeric, 0, model, family, RecordStamp("s", "f", None, None, "0", ("roc_auc",)))
+    [failed] = fit_batch(numeric, 0, family, FitSetup.of(model, RecordStamp("s", "f", None, None, "0", ("roc_auc",))))
     assert failed.status is Status.ERROR and failed.error
 
 

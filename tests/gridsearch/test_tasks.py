@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import gridsearch
-from gridsearch.execute.tasks import Prepared, StageResult, fit_batch, prepare, run_stage
+from gridsearch.execute.tasks import FitSetup, Prepared, StageResult, fit_batch, prepare, run_stage
 from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
 from gridsearch.search.dataset import Dataset
 from gridsearch.search.plan import FitFamily, PrepGroup, RawStage, make_plan
@@ -220,7 +220,7 @@ def test_failed_stage_makes_every_fit_of_the_group_an_error(taxi: PreparedSearch
     stages["features__time"] = run_stage(taxi.dataset, 0, RawStage("features__time", {}, _ExplodingStage(), ["pickup_datetime"], "x"), "r", None)
     prepared = prepare(taxi.dataset, 0, taxi.pipeline, group.params, stages)
     assert prepared.error == stages["features__time"].error and prepared.X_train is None
-    records = fit_batch(prepared, 0, taxi.pipeline, group.families, _stamp(taxi))
+    records = fit_batch(prepared, 0, group.families, FitSetup.of(taxi.pipeline, _stamp(taxi)))
     assert len(records) == group.n_candidates == 3
     for record in records:
         assert record.status is Status.ERROR and record.fold == 0
@@ -232,7 +232,7 @@ def test_failed_stage_makes_every_fit_of_the_group_an_error(taxi: PreparedSearch
 def test_fit_batch_scores_a_ridge_group_as_separate_fits(taxi: PreparedSearch, taxi_fold0: Prepared) -> None:
     """Each candidate is fitted alone when it has no path: its scores are a plain fit's, on the prepared fold."""
     group, prepared = taxi.plan.groups[0], taxi_fold0
-    records = fit_batch(prepared, 0, taxi.pipeline, group.families, _stamp(taxi))
+    records = fit_batch(prepared, 0, group.families, FitSetup.of(taxi.pipeline, _stamp(taxi)))
     assert [record.candidate_id for record in records] == [item.candidate_id for family in group.families for item in family.items]
     for record, family in zip(records, group.families):
         ridge = Ridge(alpha=family.items[0].params["model__alpha"]).fit(prepared.X_train, prepared.y_train)
@@ -246,7 +246,7 @@ def test_fit_batch_scores_a_family_along_n_estimators_bit_identically(ensembles:
     """Forest and boosting families: the smaller ones score exactly as separate fits, with fit_time 0 and shared_fit the leader."""
     families = ensembles.plan.groups[0].families
     assert [(family.kind, [item.n_estimators for item in family.items]) for family in families] == [(kind, [10, 5, 3]) for kind in ENSEMBLES]
-    records = fit_batch(ensembles_fold0, 0, ensembles.pipeline, families, _stamp(ensembles))
+    records = fit_batch(ensembles_fold0, 0, families, FitSetup.of(ensembles.pipeline, _stamp(ensembles)))
     assert len(records) == 6
     by_id = {record.candidate_id: record for record in records}
     prepared = ensembles_fold0
@@ -266,7 +266,7 @@ def test_fit_batch_scores_a_family_along_n_estimators_bit_identically(ensembles:
 def test_failing_final_estimator_errors_its_own_family_only(ensembles: PreparedSearch, ensembles_fold0: Prepared) -> None:
     """A family whose fit raises gives ERROR records for all its members; the families around it are OK."""
     forest, boosting = ensembles.plan.groups[0].families
-    records = fit_batch(ensembles_fold0, 0, ensembles.pipeline, (forest, _failing_family("bad"), boosting), _stamp(ensembles))
+    records = fit_batch(ensembles_fold0, 0, (forest, _failing_family("bad"), boosting), FitSetup.of(ensembles.pipeline, _stamp(ensembles)))
     statuses = {record.candidate_id: record.status for record in records}
     assert statuses == {**{item.candidate_id: Status.OK for item in forest.items + boosting.items}, "bad-0": Status.ERROR, "bad-1": Status.ERROR}
     for record in records:
@@ -282,11 +282,11 @@ def test_failing_final_estimator_errors_its_own_family_only(ensembles: PreparedS
 def test_error_score_is_the_score_of_failed_records(ensembles: PreparedSearch, ensembles_fold0: Prepared) -> None:
     """With ``error_score=-1.0`` in the stamp failed records score -1.0 for every scorer; scored ones keep their scores."""
     forest = ensembles.plan.groups[0].families[0]
-    records = fit_batch(ensembles_fold0, 0, ensembles.pipeline, (_failing_family("bad", 1), forest), _stamp(ensembles, -1.0))
+    records = fit_batch(ensembles_fold0, 0, (_failing_family("bad", 1), forest), FitSetup.of(ensembles.pipeline, _stamp(ensembles, -1.0)))
     assert records[0].status is Status.ERROR and records[0].scores == dict.fromkeys(SCORING, -1.0)
     assert all(record.status is Status.OK and -1.0 not in record.scores.values() for record in records[1:])
     failed_prep = Prepared(None, ensembles_fold0.y_train, None, ensembles_fold0.y_test, 0.0, ("ValueError: x", "trace"))
-    assert all(record.scores == dict.fromkeys(SCORING, -1.0) for record in fit_batch(failed_prep, 0, ensembles.pipeline, (forest,), _stamp(ensembles, -1.0)))
+    assert all(record.scores == dict.fromkeys(SCORING, -1.0) for record in fit_batch(failed_prep, 0, (forest,), FitSetup.of(ensembles.pipeline, _stamp(ensembles, -1.0))))
 
 
 def test_fit_warnings_go_into_the_record_not_to_the_terminal(taxi: PreparedSearch, taxi_fold0: Prepared,
@@ -296,9 +296,9 @@ def test_fit_warnings_go_into_the_record_not_to_the_terminal(taxi: PreparedSearc
     noisy = FitFamily("noisy", (FitItem("noisy", {"model": _Noisy()}, '{"model": "noisy"}'),))
     with warnings.catch_warnings(record=True) as escaped:
         warnings.simplefilter("always")
-        records = fit_batch(prepared, 0, taxi.pipeline, (noisy, group.families[0]), _stamp(taxi))
+        records = fit_batch(prepared, 0, (noisy, group.families[0]), FitSetup.of(taxi.pipeline, _stamp(taxi)))
         earlier = Prepared(prepared.X_train, prepared.y_train, prepared.X_test, prepared.y_test, 0.0, warnings="DataConversionWarning: earlier")
-        (with_earlier,) = fit_batch(earlier, 0, taxi.pipeline, (noisy,), _stamp(taxi))
+        (with_earlier,) = fit_batch(earlier, 0, (noisy,), FitSetup.of(taxi.pipeline, _stamp(taxi)))
     assert escaped == [] and capsys.readouterr().err == ""
     assert records[0].status is Status.OK
     assert records[0].warnings == "UserWarning: solver is tired\nConvergenceWarning: did not converge"
@@ -312,7 +312,7 @@ def test_fit_warnings_are_recorded_whatever_the_process_filters(taxi: PreparedSe
     noisy = FitFamily("noisy", (FitItem("noisy", {"model": _Noisy()}, '{"model": "noisy"}'),))
     with warnings.catch_warnings():
         warnings.simplefilter(action)
-        (record,) = fit_batch(taxi_fold0, 0, taxi.pipeline, (noisy,), _stamp(taxi))
+        (record,) = fit_batch(taxi_fold0, 0, (noisy,), FitSetup.of(taxi.pipeline, _stamp(taxi)))
     assert record.status is Status.OK
     assert record.warnings == "UserWarning: solver is tired\nConvergenceWarning: did not converge"
 
@@ -320,7 +320,7 @@ def test_fit_warnings_are_recorded_whatever_the_process_filters(taxi: PreparedSe
 def test_a_warning_without_message_is_recorded_by_its_category(taxi: PreparedSearch, taxi_fold0: Prepared) -> None:
     """An empty warning message is no crash of the batch: the record names the category."""
     terse = FitFamily("terse", (FitItem("terse", {"model": _Terse()}, '{"model": "terse"}'),))
-    (record,) = fit_batch(taxi_fold0, 0, taxi.pipeline, (terse,), _stamp(taxi))
+    (record,) = fit_batch(taxi_fold0, 0, (terse,), FitSetup.of(taxi.pipeline, _stamp(taxi)))
     assert record.status is Status.OK and record.warnings == "UserWarning"
 
 
@@ -338,7 +338,7 @@ def test_fit_batch_without_a_prefix_reads_the_dataset(pipeline: BaseEstimator, n
     plan = make_plan(candidates, pipeline, 3, scope="no-prefix")
     assert not plan.has_prefix and plan.n_prep_tasks == 0
     stamp = RecordStamp("s", "f", None, None, "0", SCORING)
-    records = fit_batch(dataset, 2, pipeline, plan.groups[0].families, stamp)
+    records = fit_batch(dataset, 2, plan.groups[0].families, FitSetup.of(pipeline, stamp))
     X_train, y_train, X_test, y_test = dataset.fold(2)
     assert [record.candidate_id for record in records] == ["c0.1", "c10.0"]
     for record, alpha in zip(records, (0.1, 10.0)):
@@ -352,7 +352,7 @@ def test_fit_batch_without_a_prefix_shares_a_forest_fit() -> None:
     forest = RandomForestRegressor(random_state=0)
     plan = make_plan([Candidate(f"n{n}", {"n_estimators": n}) for n in (2, 6)], forest, 3, scope="bare-forest")
     (family,) = plan.groups[0].families
-    records: list[FitRecord] = fit_batch(dataset, 0, forest, (family,), RecordStamp("s", "f", None, None, "0", SCORING))
+    records: list[FitRecord] = fit_batch(dataset, 0, (family,), FitSetup.of(forest, RecordStamp("s", "f", None, None, "0", SCORING)))
     X_train, y_train, X_test, y_test = dataset.fold(0)
     assert [(record.candidate_id, record.shared_fit) for record in records] == [("n6", None), ("n2", "n6")]
     for record, n in zip(records, (6, 2)):
