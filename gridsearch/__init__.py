@@ -1,5 +1,6 @@
 """Grid search for scikit-learn pipelines on Dask, with shared preprocessing and a run log.
 
+>>> search = gridsearch.GridSearchCV(pipe, {"model__alpha": [0.1, 1.0]}, cv=5).fit(X, y)  # doctest: +SKIP
 >>> result = gridsearch.run("conf/search.yaml", cv={"folds": 5})  # doctest: +SKIP
 >>> result.cv_results.sort_values("rank_test_neg_root_mean_squared_error")  # doctest: +SKIP
 
@@ -12,6 +13,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "GridSearchCV": "gridsearch.estimators.search_cv",
+    "RandomizedSearchCV": "gridsearch.estimators.search_cv",
     "run": "gridsearch.execute.engine",
     "resume": "gridsearch.execute.engine",
     "prepare_search": "gridsearch.search.prepare",
@@ -37,8 +40,10 @@ __all__ = [
     "ArgumentError",
     "CandidateFailed",
     "ConfigError",
+    "GridSearchCV",
     "GridsearchError",
     "PreparedSearch",
+    "RandomizedSearchCV",
     "SearchInterrupted",
     "SearchResult",
     "explain",

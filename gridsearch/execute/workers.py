@@ -8,6 +8,7 @@ worker ran it), and it uploads the user's own modules, which workers cannot impo
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import os
 import sys
 import tempfile
@@ -82,8 +83,25 @@ def user_modules(pipeline: BaseEstimator, params: Iterable[Any], factory: str | 
     names |= {value.rpartition(".")[0] for value in params if isinstance(value, str) and "." in value}
     if factory:
         names.add(factory.partition(":")[0])
-    return {name for name in names if name in sys.modules and name.partition(".")[0] not in installed
-            and name.partition(".")[0] not in sys.stdlib_module_names and name != "__main__"}
+    return {name for name in names if _is_user_module(name, installed)}
+
+
+def object_modules(objects: Iterable[Any]) -> set[str]:
+    """The user's own modules (as :func:`user_modules` finds them) that define ``objects``, the
+    estimators among them with their nested estimators, or the classes of other values."""
+    names = set()
+    for value in objects:
+        nested = value.get_params(deep=True).values() if hasattr(value, "get_params") and not isinstance(value, type) else ()
+        for part in (value, *nested):
+            owner = part if isinstance(part, type) or inspect.isroutine(part) else type(part)
+            names.add(getattr(owner, "__module__", None) or "")
+    installed = _installed_packages()
+    return {name for name in names if _is_user_module(name, installed)}
+
+
+def _is_user_module(name: str, installed: Mapping[str, list[str]]) -> bool:
+    top = name.partition(".")[0]
+    return name in sys.modules and top not in installed and top not in sys.stdlib_module_names and name != "__main__"
 
 
 def ship_modules(client: Client, modules: Iterable[str]) -> list[str]:

@@ -1,0 +1,1 @@
+"""Scikit-learn's search classes, drop-in, with their fits run on the engine."""

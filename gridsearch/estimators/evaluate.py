@@ -1,0 +1,238 @@
+"""One ``evaluate_candidates`` call of a search class, run on the engine.
+
+Scikit-learn's search classes hand a list of candidates and a splitter to
+``evaluate_candidates``; here that list is planned (shared prefixes and raw stages, fits
+along ``n_estimators``) and executed on Dask like ``gridsearch run``, and each (candidate,
+fold) record becomes the dict scikit-learn's ``_fit_and_score`` returns, so that
+``BaseSearchCV`` formats ``cv_results_`` from them as it formats its own.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import secrets
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import joblib
+from joblib.logger import short_format_time
+from distributed import Client
+from sklearn import get_config
+from sklearn.base import BaseEstimator
+from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer
+from sklearn.utils import get_tags
+
+from gridsearch.errors import GridsearchError
+from gridsearch.execute.executor import SearchWork, StageReport, execute
+from gridsearch.execute.progress import Progress
+from gridsearch.execute.scoring import Scoring
+from gridsearch.execute.workers import object_modules, ship_modules
+from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
+from gridsearch.log.runlog import RunLog, read_log
+from gridsearch.search.dataset import Dataset, Folds
+from gridsearch.search.grids import Candidate
+from gridsearch.search.plan import Plan, final_step_name, make_plan
+from kampai.ids import content_id
+from kampai.provenance import code_version
+
+SINGLE = "score"  # the name scikit-learn gives a single scorer's results
+
+
+@dataclass(frozen=True)
+class EngineSearch:
+    """What every ``evaluate_candidates`` call of one ``fit`` shares.
+
+    ``scorer`` is what ``BaseSearchCV._get_scorers`` made (one scorer, a callable, or a
+    ``_MultimetricScorer``); ``fit_params`` and ``score_params`` are routed as scikit-learn
+    routes them. ``cache`` is a memo directory for raw stages, ``log`` a run log directory
+    (None: neither).
+    """
+
+    estimator: BaseEstimator
+    X: Any
+    y: Any
+    fit_params: Mapping[str, Any]
+    score_params: Mapping[str, Any]
+    scorer: Any
+    error_score: float | str
+    return_train_score: bool
+    client: Client
+    cache: Path | None
+    log: Path | None
+    verbose: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.scorer._scorers) if isinstance(self.scorer, _MultimetricScorer) else (SINGLE,)
+
+    def evaluate(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> list[dict[str, Any]]:
+        """Fit and score every candidate on every fold; scikit-learn's result dict for each, candidates first."""
+        dataset = Dataset(self.X, self.y, folds, self.fit_params, self.score_params, get_tags(self.estimator).input_tags.pairwise)
+        search_id = self._search_id(candidate_params, folds)
+        candidates = [Candidate(content_id(search_id, index), dict(params)) for index, params in enumerate(candidate_params)]
+        share_prefix, split_stages = self._sharing()
+        plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=split_stages)
+        work = self._work(search_id, dataset, plan)
+        records = self._run(work, plan, {candidate.id: (index, candidate.params) for index, candidate in enumerate(candidates)})
+        lost = sum(record.status is Status.LOST for record in records.values())
+        if lost:
+            raise GridsearchError(f"{lost} fits were lost with their workers; fit again to redo them"
+                                  f"{' (the log keeps the others)' if self.log else ''}")
+        results = [self._result(records[(candidate.id, fold)], len(test)) for candidate in candidates
+                   for fold, (_, test) in enumerate(folds)]
+        self._warn_scorer_failures(records.values())
+        return results
+
+    def _sharing(self) -> tuple[bool, bool]:
+        """``(share_prefix, split_stages)``: share what scoring the final step alone, on the prefix's output, cannot change.
+
+        The prefix is fitted whole into each candidate when a custom scorer may read the
+        whole pipeline, or when fit parameters are routed by metadata routing or are not
+        ``step__name`` of the pipeline's steps; raw stages are not split out when fit
+        parameters go to the prefix.
+        """
+        final_step = final_step_name(self.estimator)
+        if final_step is None:
+            return False, False
+        scorers = self.scorer._scorers.values() if isinstance(self.scorer, _MultimetricScorer) else [self.scorer]
+        steps = {name for name, _ in self.estimator.steps}
+        addressed = all(name.partition("__")[0] in steps and "__" in name for name in self.fit_params)
+        if not all(isinstance(scorer, _BaseScorer) for scorer in scorers) or (self.fit_params and (get_config()["enable_metadata_routing"] or not addressed)):
+            return False, False
+        return True, all(name.startswith(f"{final_step}__") for name in self.fit_params)
+
+    def _search_id(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> str:
+        """A hash of everything that defines the work, so that fitting the same search again resumes its log."""
+        if self.log is None:
+            return secrets.token_hex(8)
+        try:
+            return joblib.hash([self.estimator, list(candidate_params), folds, self.X, self.y, self.fit_params, self.score_params,
+                                self.scorer, self.error_score, self.return_train_score])[:16]
+        except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): a new search each time
+            return secrets.token_hex(8)
+
+    def _work(self, search_id: str, dataset: Dataset, plan: Plan) -> SearchWork:
+        version = code_version()
+        failed_score = float(self.error_score) if isinstance(self.error_score, numbers.Number) else math.nan
+        stamp = RecordStamp(search_id, search_id, version.git_sha, version.git_dirty, version.package_version, self.names, failed_score)
+        scoring = Scoring({SINGLE: self.scorer}, train=self.return_train_score, raise_errors=self.error_score == "raise", all_failing_fails_fit=False)
+        memo = None if self.cache is None else str(Path(self.cache).resolve())
+        rows_id = joblib.hash([dataset.X, dataset.y, dataset.folds])[:16] if memo else search_id
+        return SearchWork(stamp=stamp, rows=partial(_held, dataset), pipeline=self.estimator, plan=plan, rows_id=rows_id,
+                          memo_location=memo, memo_stages=None, scoring=scoring)
+
+    def _run(self, work: SearchWork, plan: Plan, order: Mapping[str, tuple[int, Mapping[str, Any]]]) -> dict[tuple[str, int], FitRecord]:
+        """The records of every (candidate, fold): those the log holds already, then the new ones.
+
+        ``order`` gives each candidate id its index and params, for the lines ``verbose > 1`` prints.
+        """
+        records: dict[tuple[str, int], FitRecord] = {}
+        log_path = None if self.log is None else Path(self.log) / work.stamp.search_id
+        if log_path is not None and log_path.is_dir():
+            records = {key: record for key, record in _logged(log_path, work.stamp).items() if record.status is not Status.LOST}
+        progress = Progress(self.names[0], plan.folds, plan.n_fits, len(records), self.verbose > 0)
+        meta = SearchMeta(work.stamp.search_id, self.names, plan.folds, train_scored=self.return_train_score)
+        log = None if log_path is None else RunLog(log_path, meta)
+
+        def on_records(batch: Sequence[FitRecord]) -> None:
+            if log is not None:
+                log.append(batch)
+            records.update({(record.candidate_id, record.fold): record for record in batch})
+            progress.update(batch)
+            if self.verbose > 1:
+                for record in batch:
+                    print(self._fit_line(record, plan.folds, *order[record.candidate_id], len(order)))
+
+        try:
+            ship_modules(self.client, object_modules(self._sent_objects(plan)))
+            execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, _ignore_stage)
+        finally:
+            progress.close()
+            if log is not None:
+                log.close()
+        return records
+
+    def _sent_objects(self, plan: Plan) -> list[Any]:
+        """What the tasks carry that may be defined in the user's own code: estimators, values, scorers, data."""
+        scorers = self.scorer._scorers.values() if isinstance(self.scorer, _MultimetricScorer) else [self.scorer]
+        values = [value for group in plan.groups for family in group.families for item in family.items for value in item.params.values()]
+        values += [value for group in plan.groups for value in group.params.values()]
+        return [self.estimator, self.X, self.y, *values, *(getattr(scorer, "_score_func", scorer) for scorer in scorers)]
+
+    def _result(self, record: FitRecord, n_test: int) -> dict[str, Any]:
+        """The dict scikit-learn's ``_fit_and_score`` returns, from a record."""
+        ok = record.status is Status.OK
+        multimetric = self._multimetric(record)
+        failed = dict.fromkeys(self.names, self.error_score) if isinstance(self.scorer, _MultimetricScorer) else self.error_score
+
+        def scores(values: Mapping[str, float]) -> Any:
+            if not ok:
+                return failed
+            return dict(values) if multimetric else values[SINGLE]
+
+        result = {"fit_error": None if ok else record.traceback or record.error, "test_scores": scores(record.scores),
+                  "n_test_samples": n_test, "fit_time": record.fit_time if ok else 0.0, "score_time": record.score_time if ok else 0.0}
+        if self.return_train_score:
+            result["train_scores"] = scores(record.train_scores)
+        return result
+
+    def _multimetric(self, record: FitRecord) -> bool:
+        """Whether scores are a dict: several scorers, or a callable that returned a dict."""
+        return isinstance(self.scorer, _MultimetricScorer) or set(record.scores) != {SINGLE}
+
+    def _fit_line(self, record: FitRecord, folds: int, index: int, params: Mapping[str, Any], candidates: int) -> str:
+        """The line scikit-learn prints after each fit when ``verbose > 1`` (scores from 3, counts from 10)."""
+        where = f" {record.fold + 1}/{folds}" if self.verbose > 2 else ""
+        where += f"; {index + 1}/{candidates}" if self.verbose > 9 else ""
+        said = ", ".join(f"{name}={params[name]}" for name in sorted(params))
+        said += ";" if said else ""
+        if self.verbose > 2:
+            said += "".join(self._score_text(record, name, f" {name}: (", ")") for name in sorted(record.scores)) if self._multimetric(record) \
+                else ", score=" + self._score_text(record, SINGLE, "(" if self.return_train_score else "", ")" if self.return_train_score else "")
+        said += f" total time={short_format_time(record.fit_time + record.score_time)}"
+        start = f"[CV{where}] END "
+        return start + "." * (80 - len(start) - len(said)) + said
+
+    def _score_text(self, record: FitRecord, name: str, before: str, after: str) -> str:
+        train = f"train={record.train_scores.get(name, math.nan):.3f}, " if self.return_train_score else ""
+        test = f"{record.scores.get(name, math.nan):.3f}"
+        return f"{before}{train}{'test=' + test if self.return_train_score or before.strip() else test}{after}"
+
+    def _warn_scorer_failures(self, records: Any) -> None:
+        """A scorer that failed on a fit is said as scikit-learn says it (its score is ``error_score``)."""
+        for record in records:
+            for line in (record.warnings or "").splitlines():
+                if line.startswith("ScorerError: "):
+                    warnings.warn(f"Scoring failed. The score on this train-test partition for these parameters will be set to "
+                                  f"{self.error_score}. Details: \n{line.removeprefix('ScorerError: ')}", UserWarning, stacklevel=4)
+
+
+def _held(dataset: Dataset) -> Dataset:
+    """The ``data-…`` task of a search whose rows are in memory: the task carries them."""
+    return dataset
+
+
+def _ignore_stage(report: StageReport) -> None:
+    """Raw stage reports: counted by ``gridsearch run``, not by the search classes."""
+
+
+def _logged(log_path: Path, stamp: RecordStamp) -> dict[tuple[str, int], FitRecord]:
+    """The records a search's log holds, as records again (the last one of each fit counts)."""
+    frame = read_log(log_path).drop_duplicates(["candidate_id", "fold"], keep="last")
+    records = {}
+    for row in frame.to_dict("records"):
+        scores = {name: row[f"test_{name}"] for name in stamp.scoring}
+        train = {name: row[f"train_{name}"] for name in stamp.scoring if f"train_{name}" in row}
+        fields = {name: row[name] for name in ("fit_time", "score_time", "prep_time", "error", "traceback", "warnings")}
+        fields = {name: None if isinstance(value, float) and math.isnan(value) and name in ("error", "traceback", "warnings")
+                  else value for name, value in fields.items()}
+        records[(row["candidate_id"], int(row["fold"]))] = FitRecord(
+            search_id=stamp.search_id, candidate_id=row["candidate_id"], params=row["params"], fold=int(row["fold"]),
+            status=Status(row["status"]), scores=scores, train_scores=train, **fields)
+    return records
+
