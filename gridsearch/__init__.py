@@ -14,6 +14,7 @@ from typing import Any
 
 _EXPORTS = {
     "GridSearchCV": "gridsearch.estimators.search_cv",
+    "from_config": "gridsearch.estimators.from_config",
     "RandomizedSearchCV": "gridsearch.estimators.search_cv",
     "run": "gridsearch.execute.engine",
     "resume": "gridsearch.execute.engine",
@@ -48,6 +49,7 @@ __all__ = [
     "SearchResult",
     "explain",
     "export",
+    "from_config",
     "load_config",
     "predict",
     "prepare_search",

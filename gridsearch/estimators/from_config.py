@@ -1,0 +1,36 @@
+"""A search config (the YAML of ``gridsearch run``) as a :class:`~gridsearch.GridSearchCV` and its rows.
+
+The config is validated, loaded and expanded as ``gridsearch run`` does it; its candidates
+become the class's grid (one point each, in the run's order) with whole steps given as
+import paths built into estimators, and its folds the class's ``cv``. So ``search.fit(X, y)``
+gives the ``cv_results_`` scores that :func:`gridsearch.run` gives for the same file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gridsearch.estimators.search_cv import GridSearchCV
+from gridsearch.search.config import SearchConfig
+from gridsearch.search.prepare import prepare_search
+from gridsearch.search.space import resolve, step_names
+
+
+def from_config(config: str | os.PathLike[str] | SearchConfig, **overrides: Any) -> tuple[GridSearchCV, Any, Any]:
+    """``(search, X, y)``: the config's search as an unfitted :class:`GridSearchCV`, and the rows to fit it on.
+
+    ``overrides`` are :func:`gridsearch.run`'s (e.g. ``**{"data.rows": 5000}``). The class
+    refits on the first scorer; the config's hold-out rows are left out of ``X``.
+
+    Raises
+    ------
+    ConfigError
+        On the config's first problem, as ``gridsearch run --dry-run`` says it.
+    """
+    search = prepare_search(config, **overrides)
+    cfg, steps = search.config, step_names(search.pipeline)
+    grid = [{name: [value] for name, value in resolve(candidate.params, steps).items()} for candidate in search.candidates]
+    estimator = GridSearchCV(search.pipeline, grid, scoring=list(cfg.scoring), refit=cfg.scoring[0], cv=list(search.dataset.folds),
+                             error_score=cfg.error_score, client=cfg.cluster.address, cache=cfg.cache.dir)
+    return estimator, search.dataset.X, search.dataset.y
