@@ -13,10 +13,11 @@ LOCK := requirements.lock
 LOWEST_LOCK := requirements-lowest.lock
 LOWEST_VENV ?= .venv-lowest
 # What runs on them: the tests that exercise scikit-learn, pandas, pyarrow, dask, distributed,
-# MLflow and skops (not the files of the local cluster, nor the fresh-environment model tests).
+# MLflow and skops (not the files of the local cluster, nor the fresh-environment model tests),
+# and scikit-learn's own search tests against our classes, which build on its BaseSearchCV.
 LOWEST_TESTS ?= tests/kampai tests/gridsearch/test_correctness.py tests/gridsearch/test_engine.py \
 	tests/gridsearch/test_runlog.py tests/gridsearch/test_query.py tests/gridsearch/test_workers.py \
-	tests/gridsearch/test_promote.py tests/gridsearch/test_promote_runs.py
+	tests/gridsearch/test_promote.py tests/gridsearch/test_promote_runs.py tests/gridsearch/test_estimators.py tests/sklearn_suite
 UV_FLAGS ?=
 
 .PHONY: install run test test-lowest lock clean

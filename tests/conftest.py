@@ -33,8 +33,11 @@ def cluster_address() -> Iterator[str]:
     """A real two-worker LocalCluster on loopback, shared by the whole session (start: ~3 s)."""
     from distributed import LocalCluster
 
+    from gridsearch.estimators.session import close_clients
+
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
         yield cluster.scheduler_address
+        close_clients()  # the search classes' clients of this address, before their scheduler goes
 
 
 def _config_writer(directory: Path, address: str | None) -> Callable[..., Path]:

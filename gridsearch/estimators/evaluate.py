@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-from joblib.logger import short_format_time
 from distributed import Client
+from joblib.logger import short_format_time
 from sklearn import get_config
 from sklearn.base import BaseEstimator
-from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer
+from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer, _PassthroughScorer
 from sklearn.utils import get_tags
 
 from gridsearch.errors import GridsearchError
@@ -91,8 +91,9 @@ class EngineSearch:
     def _sharing(self) -> tuple[bool, bool]:
         """``(share_prefix, split_stages)``: share what scoring the final step alone, on the prefix's output, cannot change.
 
-        The prefix is fitted whole into each candidate when a custom scorer may read the
-        whole pipeline, or when fit parameters are routed by metadata routing or are not
+        Scikit-learn's scorers (names, ``make_scorer``, the estimator's ``score``) only call
+        the final step's methods on the prefix's output, as the pipeline does. The prefix is
+        fitted whole into each candidate when a custom scorer may read the whole pipeline, or when fit parameters are routed by metadata routing or are not
         ``step__name`` of the pipeline's steps; raw stages are not split out when fit
         parameters go to the prefix.
         """
@@ -102,7 +103,7 @@ class EngineSearch:
         scorers = self.scorer._scorers.values() if isinstance(self.scorer, _MultimetricScorer) else [self.scorer]
         steps = {name for name, _ in self.estimator.steps}
         addressed = all(name.partition("__")[0] in steps and "__" in name for name in self.fit_params)
-        if not all(isinstance(scorer, _BaseScorer) for scorer in scorers) or (self.fit_params and (get_config()["enable_metadata_routing"] or not addressed)):
+        if not all(isinstance(scorer, (_BaseScorer, _PassthroughScorer)) for scorer in scorers) or (self.fit_params and (get_config()["enable_metadata_routing"] or not addressed)):
             return False, False
         return True, all(name.startswith(f"{final_step}__") for name in self.fit_params)
 

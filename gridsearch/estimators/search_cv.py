@@ -18,9 +18,10 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
+import sklearn
 from distributed import Client
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import GridSearchCV as _SklearnGrid
@@ -30,11 +31,13 @@ from sklearn.model_selection._search import BaseSearchCV
 from sklearn.model_selection._validation import _insert_error_scores, _warn_or_raise_about_fit_failures
 from sklearn.utils import get_tags, indexable
 from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.fixes import parse_version
 from sklearn.utils.validation import _check_method_params
 
 from gridsearch.estimators.evaluate import EngineSearch
 from gridsearch.estimators.session import search_client
 
+_RETURN = "return" if parse_version(sklearn.__version__) >= parse_version("1.9") else "returned"  # its wording, which 1.9 changed
 _ENGINE_CONSTRAINTS: dict[str, list[Any]] = {
     "client": [None, str, HasMethods(["submit", "gather"])],
     "cache": [None, str, os.PathLike],
@@ -93,6 +96,20 @@ class _EngineSearchCV(BaseSearchCV):
         self.cv_results_ = results
         return self
 
+    def __sklearn_clone__(self) -> Self:
+        """A clone whose ``client`` is the same client (a connection is shared, never copied)."""
+        params = self.get_params(deep=False)
+        client = params.pop("client")
+        copy = type(self)(**{name: clone(value, safe=False) for name, value in params.items()}, client=client)
+        return copy
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled search keeps a scheduler address, not a live ``Client`` (which cannot be pickled)."""
+        state = super().__getstate__()
+        if isinstance(state.get("client"), Client):
+            state["client"] = None if state["client"].scheduler is None else state["client"].scheduler.address
+        return state
+
     def _refit(self, base: Any, X: Any, y: Any, fit_params: Mapping[str, Any]) -> None:
         """The best candidate fitted on all rows, here (parameters that are estimators cloned, as scikit-learn does)."""
         self.best_estimator_ = clone(base).set_params(**clone(self.best_params_, safe=False))
@@ -123,7 +140,7 @@ class _Evaluation:
         candidates = [dict(params) for params in candidate_params]
         folds = tuple(cv.split(engine.X, engine.y, **self._split_params))
         if len(folds) != search.n_splits_:
-            raise ValueError(f"cv.split and cv.get_n_splits return inconsistent results. Expected {search.n_splits_} splits, got {len(folds)}")
+            raise ValueError(f"cv.split and cv.get_n_splits {_RETURN} inconsistent results. Expected {search.n_splits_} splits, got {len(folds)}")
         if search.verbose > 0:
             print(f"Fitting {len(folds)} folds for each of {len(candidates)} candidates, totalling {len(folds) * len(candidates)} fits")
         out = engine.evaluate(candidates, folds) if candidates and folds else []
@@ -160,7 +177,7 @@ class GridSearchCV(_EngineSearchCV):
     :class:`_EngineSearchCV`); ``return_train_score`` defaults to False as there.
     """
 
-    _parameter_constraints: dict = {**_SklearnGrid._parameter_constraints, **_ENGINE_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnGrid._parameter_constraints, **_ENGINE_CONSTRAINTS}
 
     def __init__(self, estimator: Any, param_grid: Mapping[str, Any] | list[Mapping[str, Any]], *, scoring: Any = None,
                  n_jobs: int | None = None, refit: bool | str | Callable[..., int] = True, cv: Any = None, verbose: int = 0,
@@ -183,7 +200,7 @@ class RandomizedSearchCV(_EngineSearchCV):
     samples them, so the same seed gives the same candidates.
     """
 
-    _parameter_constraints: dict = {**_SklearnRandom._parameter_constraints, **_ENGINE_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnRandom._parameter_constraints, **_ENGINE_CONSTRAINTS}
 
     def __init__(self, estimator: Any, param_distributions: Mapping[str, Any] | list[Mapping[str, Any]], *, n_iter: int = 10,
                  scoring: Any = None, n_jobs: int | None = None, refit: bool | str | Callable[..., int] = True, cv: Any = None,

@@ -43,6 +43,17 @@ def search_client(client: Client | str | None) -> Client:
         return known
 
 
+def close_clients() -> None:
+    """Close the clients (and the local cluster) the searches of this process opened; the next fit opens them again."""
+    with _lock:
+        for client in _clients.values():
+            cluster = client.cluster
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        _clients.clear()
+
+
 def _current_client() -> Client | None:
     try:
         return Client.current()
@@ -51,22 +62,15 @@ def _current_client() -> Client | None:
 
 
 def _local() -> Client:
-    cluster = local_cluster()
-    client = Client(cluster, set_as_default=False)
-    atexit.register(_close, client, cluster)
-    return client
+    return Client(local_cluster(), set_as_default=False)
 
 
 def _connect(address: str) -> Client:
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise GridsearchError(f"cannot reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT} ({exc}); "
                               "start one with 'dask scheduler', or pass client=None for a local cluster") from None
-    atexit.register(client.close)
-    return client
 
 
-def _close(client: Client, cluster: object) -> None:
-    client.close()
-    cluster.close()  # type: ignore[attr-defined]
+atexit.register(close_clients)

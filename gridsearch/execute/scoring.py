@@ -50,7 +50,7 @@ class Scoring:
         for name, scorer in self.scorers.items():
             try:
                 value = scorer(model, X, **params) if y is None else scorer(model, X, y, **params)
-            except Exception as exc:  # noqa: BLE001 - a scorer that does not apply to this model
+            except Exception as exc:
                 if self.raise_errors:
                     raise
                 scores[name] = error_score

@@ -41,6 +41,7 @@ class StageResult:
     seconds: float
     error: tuple[str, str] | None = None
     warnings: str | None = None
+    exception: BaseException | None = None  # the error itself, for error_score="raise"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Prepared:
     seconds: float
     error: tuple[str, str] | None = None
     warnings: str | None = None
+    exception: BaseException | None = None  # the error itself, for error_score="raise"
     fit_params: Mapping[str, Any] = field(default_factory=dict)
     score_params: tuple[Mapping[str, Any], Mapping[str, Any]] = ({}, {})
 
@@ -104,7 +106,7 @@ def run_stage(dataset: Dataset, fold: int, stage: RawStage, rows_id: str, memo_l
                 X_train, X_test = _safe_indexing(X_train, selected, axis=1), _safe_indexing(X_test, selected, axis=1)
             output, from_memo = fit_stage(X_train, y_train, X_test, stage.estimator, rows_id, stage.path, StageMemo(memo_location))
         except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
-            return StageResult(stage.path, None, False, time.perf_counter() - start, failure(exc), _summarise(caught))
+            return StageResult(stage.path, None, False, time.perf_counter() - start, failure(exc), _summarise(caught), exc)
     return StageResult(stage.path, output, from_memo, time.perf_counter() - start, warnings=_summarise(caught))
 
 
@@ -125,9 +127,9 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
     scoring = _score_params(dataset, fold)
     final_fit = {name.removeprefix(f"{final_step}__"): value for name, value in final_fit.items()}
     earlier = "\n".join(result.warnings for result in stages.values() if result.warnings) or None
-    failed = next((result.error for result in stages.values() if result.error is not None), None)
+    failed = next((result for result in stages.values() if result.error is not None), None)
     if failed is not None:
-        return Prepared(None, y_train, None, y_test, 0.0, failed, earlier)
+        return Prepared(None, y_train, None, y_test, 0.0, failed.error, earlier, failed.exception)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -137,7 +139,7 @@ def prepare(dataset: Dataset, fold: int, pipeline: BaseEstimator, prefix_params:
             Xt_train = prefix.fit_transform(X_train, y_train, **prefix_fit)
             Xt_test = _transform(prefix, X_test)
         except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
-            return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught, earlier))
+            return Prepared(None, y_train, None, y_test, time.perf_counter() - start, failure(exc), _summarise(caught, earlier), exc)
     seconds = time.perf_counter() - start + sum(result.seconds for result in stages.values())
     return Prepared(Xt_train, y_train, Xt_test, y_test, seconds, warnings=_summarise(caught, earlier), fit_params=final_fit, score_params=scoring)
 
@@ -168,6 +170,8 @@ class _Fitting:
         started = time.time()
         prepared = self.prepared
         if prepared.error is not None:
+            if self.setup.scoring.raise_errors and prepared.exception is not None:
+                raise prepared.exception
             return [self._record(item, started, prepared.warnings, error=prepared.error) for item in family.items]
         leader = family.items[0]
         outcomes: list[dict[str, Any]] = []
@@ -192,7 +196,7 @@ class _Fitting:
                     outcomes.append({"scores": scores, "train_scores": train_scores, "score_time": score_time,
                                      "fit_time": 0.0 if shared else fit_time, "shared_fit": leader.candidate_id if shared else None,
                                      "model_size": model_size(view), "scorer_errors": scorer_errors})
-            except Exception as exc:  # noqa: BLE001 - a candidate's failure is data, not a crash
+            except Exception as exc:
                 if self.setup.scoring.raise_errors:
                     raise
                 error = failure(exc)

@@ -111,21 +111,45 @@ def ship_modules(client: Client, modules: Iterable[str]) -> list[str]:
     registered under stable names, so running again replaces them. A scheduler running in
     this process (a ``LocalCluster``'s) gets nothing: it imports the client's own modules
     already, and an upload would re-import them from its scratch directory in place of the
-    user's files. Returns what was sent.
+    user's files. A module this process already sent to this scheduler, unchanged since, is
+    not sent again. Returns the top-level modules the workers get.
     """
     from distributed.diagnostics.plugin import SchedulerUploadFile, UploadFile
 
+    tops = sorted({name.partition(".")[0] for name in modules})
+    if not tops:
+        return []
     local_scheduler = client.run_on_scheduler(os.getpid) == os.getpid()
     sent = []
-    for top in sorted({name.partition(".")[0] for name in modules}):
-        module = sys.modules[top]
-        source = Path(module.__file__ or "")
-        upload = str(source if source.name != "__init__.py" else _zipped(source.parent))
+    for top in tops:
+        sent.append(top)
+        version = (client.scheduler_info()["id"], top, _modified(sys.modules[top]))
+        if version in _SENT:
+            continue  # unchanged since this process sent it to this scheduler
+        _SENT.add(version)
+        upload = str(_upload_of(sys.modules[top]))
         plugins = [UploadFile(upload)] if local_scheduler else [SchedulerUploadFile(upload), UploadFile(upload)]
         for plugin in plugins:
             client.register_plugin(plugin, name=f"gridsearch-upload-{top}")
-        sent.append(top)
     return sent
+
+
+_SENT: set[tuple[str, str, float]] = set()  # (scheduler id, top-level module, newest file time) sent by this process
+
+
+def _modified(module: Any) -> float:
+    """The newest modification time of a module's files (its package's, for a package)."""
+    files = [Path(module.__file__)] if module.__file__ and Path(module.__file__).name != "__init__.py" else \
+        list(Path(next(iter(module.__path__))).rglob("*.py"))
+    return max((path.stat().st_mtime for path in files), default=0.0)
+
+
+def _upload_of(module: Any) -> Path:
+    """What is sent for a top-level module: its file, or its package zipped (a namespace package has no ``__init__.py``)."""
+    if module.__file__ is None:
+        return _zipped(Path(next(iter(module.__path__))))
+    source = Path(module.__file__)
+    return _zipped(source.parent) if source.name == "__init__.py" else source
 
 
 def _zipped(package: Path) -> Path:

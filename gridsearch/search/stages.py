@@ -120,8 +120,9 @@ class Precomputed(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _check(X: Any, output: Any) -> None:
-        if len(X) != output.shape[0]:
-            raise ValueError(f"precomputed stage has {output.shape[0]} rows, got {len(X)}: not the fold it was computed on")
+        rows = X.shape[0] if hasattr(X, "shape") else len(X)  # a sparse matrix has no len
+        if rows != output.shape[0]:
+            raise ValueError(f"precomputed stage has {output.shape[0]} rows, got {rows}: not the fold it was computed on")
 
 
 def is_inert(estimator: BaseEstimator | str | None) -> bool:

@@ -124,8 +124,8 @@ def test_data_workers_read_makes_workers_read_the_file_and_ship_sends_the_client
                                                              cv={"folds": 3, "shuffle": True, "seed": seed}))
                 for mode, seed in (("read", 0), ("ship", 1))}
     assert searches["read"].search_id != searches["ship"].search_id
-    assert searches["read"].inputs.frame is None and _work(searches["read"]).frame is None
-    pd.testing.assert_frame_equal(_work(searches["ship"]).frame, load_dataset(str(data)))
+    assert searches["read"].inputs.frame is None and _work(searches["read"]).rows.args[1] is None  # rebuild(spec, frame)
+    pd.testing.assert_frame_equal(_work(searches["ship"]).rows.args[1], load_dataset(str(data)))
     expected = searches["read"].inputs.data_fingerprint
     assert searches["ship"].inputs.data_fingerprint == expected
 
