@@ -15,6 +15,8 @@ from typing import Any
 _EXPORTS = {
     "GridSearchCV": "gridsearch.estimators.search_cv",
     "from_config": "gridsearch.estimators.from_config",
+    "HalvingGridSearchCV": "gridsearch.estimators.halving",
+    "HalvingRandomSearchCV": "gridsearch.estimators.halving",
     "RandomizedSearchCV": "gridsearch.estimators.search_cv",
     "run": "gridsearch.execute.engine",
     "resume": "gridsearch.execute.engine",
@@ -43,6 +45,8 @@ __all__ = [
     "ConfigError",
     "GridSearchCV",
     "GridsearchError",
+    "HalvingGridSearchCV",
+    "HalvingRandomSearchCV",
     "PreparedSearch",
     "RandomizedSearchCV",
     "SearchInterrupted",

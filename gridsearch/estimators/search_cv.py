@@ -14,6 +14,7 @@ forests once along ``n_estimators``, through the memo (``cache=``) and into a ru
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,14 +39,14 @@ from gridsearch.estimators.evaluate import EngineSearch
 from gridsearch.estimators.session import search_client
 
 _RETURN = "return" if parse_version(sklearn.__version__) >= parse_version("1.9") else "returned"  # its wording, which 1.9 changed
-_ENGINE_CONSTRAINTS: dict[str, list[Any]] = {
+ENGINE_CONSTRAINTS: dict[str, list[Any]] = {
     "client": [None, str, HasMethods(["submit", "gather"])],
     "cache": [None, str, os.PathLike],
     "log": [None, str, os.PathLike],
 }
 
 
-class _EngineSearchCV(BaseSearchCV):
+class EngineSearchCV(BaseSearchCV):
     """What both search classes share: ``fit`` on the engine, and the arguments it adds.
 
     ``client``: a ``distributed.Client``, a scheduler address, or None (the default client,
@@ -72,13 +73,18 @@ class _EngineSearchCV(BaseSearchCV):
         routed = self._get_routed_params_for_fit(params)
         self._checked_cv_orig = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
         self.n_splits_ = self._checked_cv_orig.get_n_splits(X, y, **routed.splitter.split)
+        if hasattr(self, "_check_input_parameters"):  # scikit-learn >= 1.9 checks here what halving needs (1.8: in halving's fit)
+            self._check_input_parameters(X=X, y=y, split_params=routed.splitter.split)
         _check_pairwise(self.estimator, X)
         base = clone(self.estimator)
         engine = EngineSearch(base, X, y, routed.estimator.fit, routed.scorer.score, scorer, self.error_score, self.return_train_score,
                               search_client(self.client), None if self.cache is None else Path(self.cache),
                               None if self.log is None else Path(self.log), self.verbose)
         evaluation = _Evaluation(self, engine, routed.splitter.split)
-        self._run_search(evaluation)
+        if "callback_ctx" in inspect.signature(self._run_search).parameters:  # scikit-learn >= 1.9's halving needs one
+            self._run_search(evaluation, callback_ctx=self._init_callback_context(max_subtasks=None))
+        else:
+            self._run_search(evaluation)
         first = evaluation.out[0]["test_scores"]
         self.multimetric_ = isinstance(first, dict)
         if callable(self.scoring) and self.multimetric_:
@@ -126,7 +132,7 @@ class _EngineSearchCV(BaseSearchCV):
 class _Evaluation:
     """The ``evaluate_candidates`` callback ``_run_search`` calls, once or (halving) once per round."""
 
-    def __init__(self, search: _EngineSearchCV, engine: EngineSearch, split_params: Mapping[str, Any]) -> None:
+    def __init__(self, search: EngineSearchCV, engine: EngineSearch, split_params: Mapping[str, Any]) -> None:
         self._search, self._engine, self._split_params = search, engine, split_params
         self.candidates: list[dict[str, Any]] = []
         self.out: list[dict[str, Any]] = []
@@ -167,17 +173,17 @@ def _check_pairwise(estimator: Any, X: Any) -> None:
         raise ValueError("X should be a square kernel matrix")
 
 
-class GridSearchCV(_EngineSearchCV):
+class GridSearchCV(EngineSearchCV):
     """Exhaustive search over a parameter grid, as :class:`sklearn.model_selection.GridSearchCV`, on Dask.
 
     >>> from gridsearch import GridSearchCV  # doctest: +SKIP
     >>> search = GridSearchCV(pipe, {"model__alpha": [0.1, 1, 10]}, cv=5).fit(X, y)  # doctest: +SKIP
 
     Parameters are scikit-learn's, plus ``client``, ``cache`` and ``log`` (see
-    :class:`_EngineSearchCV`); ``return_train_score`` defaults to False as there.
+    :class:`EngineSearchCV`); ``return_train_score`` defaults to False as there.
     """
 
-    _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnGrid._parameter_constraints, **_ENGINE_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnGrid._parameter_constraints, **ENGINE_CONSTRAINTS}
 
     def __init__(self, estimator: Any, param_grid: Mapping[str, Any] | list[Mapping[str, Any]], *, scoring: Any = None,
                  n_jobs: int | None = None, refit: bool | str | Callable[..., int] = True, cv: Any = None, verbose: int = 0,
@@ -193,14 +199,14 @@ class GridSearchCV(_EngineSearchCV):
         evaluate_candidates(ParameterGrid(self.param_grid))
 
 
-class RandomizedSearchCV(_EngineSearchCV):
+class RandomizedSearchCV(EngineSearchCV):
     """Random search over parameter settings, as :class:`sklearn.model_selection.RandomizedSearchCV`, on Dask.
 
     Lists and scipy distributions are sampled with ``random_state`` exactly as scikit-learn
     samples them, so the same seed gives the same candidates.
     """
 
-    _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnRandom._parameter_constraints, **_ENGINE_CONSTRAINTS}
+    _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnRandom._parameter_constraints, **ENGINE_CONSTRAINTS}
 
     def __init__(self, estimator: Any, param_distributions: Mapping[str, Any] | list[Mapping[str, Any]], *, n_iter: int = 10,
                  scoring: Any = None, n_jobs: int | None = None, refit: bool | str | Callable[..., int] = True, cv: Any = None,

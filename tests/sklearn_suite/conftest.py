@@ -1,4 +1,4 @@
-"""Scikit-learn's tests run on the session's cluster, with the tests we exclude listed once, each with its reason."""
+"""Scikit-learn's search tests run on the session's cluster, with the tests we exclude listed once, each with its reason."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ EXCLUDED: dict[str, str] = {
     "test_search_callbacks_with_partial_fit_failures": _CALLBACKS,
     "test_searchcv_raise_warning_with_non_finite_score": _IN_PROCESS + " (FailingScorer counts its calls to fail every 5th)",
     "test_multi_metric_search_forwards_metadata": _IN_PROCESS + " (ConsumingScorer records the metadata it got in a registry)",
+    # test_successive_halving.py
+    "test_cv_results": _IN_PROCESS + " (the scorer draws from one RandomState shared by all fits, to avoid ties)",
+    "test_base_estimator_inputs": _IN_PROCESS + " (the estimator appends the rows it sees to lists of the test)",
 }
 
 
