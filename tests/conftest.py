@@ -40,6 +40,15 @@ def cluster_address() -> Iterator[str]:
         close_clients()  # the search classes' clients of this address, before their scheduler goes
 
 
+@pytest.fixture(scope="module")
+def client(cluster_address: str) -> Iterator[Any]:
+    """A ``distributed.Client`` of the session's cluster, not set as the default one: searches get it as ``client=``."""
+    from distributed import Client
+
+    with Client(cluster_address, set_as_default=False) as connected:
+        yield connected
+
+
 def _config_writer(directory: Path, address: str | None) -> Callable[..., Path]:
     """``write(name="search.yaml", **sections)``: :data:`BASE_CONFIG` with sections replaced, as YAML in ``directory``."""
 

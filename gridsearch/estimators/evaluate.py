@@ -89,21 +89,24 @@ class EngineSearch:
         return results
 
     def _sharing(self) -> tuple[bool, bool]:
-        """``(share_prefix, split_stages)``: share what scoring the final step alone, on the prefix's output, cannot change.
+        """``(share_prefix, split_stages)``: what the plan may share without changing a score.
 
-        Scikit-learn's scorers (names, ``make_scorer``, the estimator's ``score``) only call
-        the final step's methods on the prefix's output, as the pipeline does. The prefix is
-        fitted whole into each candidate when a custom scorer may read the whole pipeline, or when fit parameters are routed by metadata routing or are not
-        ``step__name`` of the pipeline's steps; raw stages are not split out when fit
-        parameters go to the prefix.
+        Scikit-learn's scorers (names, ``make_scorer``, the estimator's ``score``) call only the
+        final step's methods on the prefix's output, as the pipeline does, so the prefix can be
+        shared; a custom scorer may read the whole pipeline. Fit parameters must be
+        ``step__name`` of the pipeline's steps, without metadata routing, to be split between
+        the prefix and the final step, and raw stages are split out only when none goes to the
+        prefix.
         """
         final_step = final_step_name(self.estimator)
         if final_step is None:
             return False, False
         scorers = self.scorer._scorers.values() if isinstance(self.scorer, _MultimetricScorer) else [self.scorer]
+        if not all(isinstance(scorer, (_BaseScorer, _PassthroughScorer)) for scorer in scorers):
+            return False, False
         steps = {name for name, _ in self.estimator.steps}
-        addressed = all(name.partition("__")[0] in steps and "__" in name for name in self.fit_params)
-        if not all(isinstance(scorer, (_BaseScorer, _PassthroughScorer)) for scorer in scorers) or (self.fit_params and (get_config()["enable_metadata_routing"] or not addressed)):
+        addressed = all("__" in name and name.partition("__")[0] in steps for name in self.fit_params)
+        if self.fit_params and (get_config()["enable_metadata_routing"] or not addressed):
             return False, False
         return True, all(name.startswith(f"{final_step}__") for name in self.fit_params)
 
@@ -193,16 +196,15 @@ class EngineSearch:
         said = ", ".join(f"{name}={params[name]}" for name in sorted(params))
         said += ";" if said else ""
         if self.verbose > 2:
-            said += "".join(self._score_text(record, name, f" {name}: (", ")") for name in sorted(record.scores)) if self._multimetric(record) \
-                else ", score=" + self._score_text(record, SINGLE, "(" if self.return_train_score else "", ")" if self.return_train_score else "")
+            train = record.train_scores if self.return_train_score else None
+            if self._multimetric(record):
+                said += "".join(f" {name}: ({_train_said(train, name)}test={record.scores[name]:.3f})" for name in sorted(record.scores))
+            else:
+                test = record.scores[SINGLE]
+                said += ", score=" + (f"({_train_said(train, SINGLE)}test={test:.3f})" if train is not None else f"{test:.3f}")
         said += f" total time={short_format_time(record.fit_time + record.score_time)}"
         start = f"[CV{where}] END "
         return start + "." * (80 - len(start) - len(said)) + said
-
-    def _score_text(self, record: FitRecord, name: str, before: str, after: str) -> str:
-        train = f"train={record.train_scores.get(name, math.nan):.3f}, " if self.return_train_score else ""
-        test = f"{record.scores.get(name, math.nan):.3f}"
-        return f"{before}{train}{'test=' + test if self.return_train_score or before.strip() else test}{after}"
 
     def _warn_scorer_failures(self, records: Any) -> None:
         """A scorer that failed on a fit is said as scikit-learn says it (its score is ``error_score``)."""
@@ -211,6 +213,10 @@ class EngineSearch:
                 if line.startswith("ScorerError: "):
                     warnings.warn(f"Scoring failed. The score on this train-test partition for these parameters will be set to "
                                   f"{self.error_score}. Details: \n{line.removeprefix('ScorerError: ')}", UserWarning, stacklevel=4)
+
+
+def _train_said(train: Mapping[str, float] | None, name: str) -> str:
+    return "" if train is None else f"train={train.get(name, math.nan):.3f}, "
 
 
 def _held(dataset: Dataset) -> Dataset:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,10 @@ from gridsearch.log.runlog import read_log
 ROWS = 240
 CV = KFold(3, shuffle=True, random_state=0)
 GRID = {"prep__num__with_std": [True, False], "model__alpha": [0.1, 10.0]}
-# scoring=None scores with the pipeline's own score(), which the engine fits whole per candidate;
-# a named scorer lets it share the prefix and split the ColumnTransformer into raw stages.
+# scoring=None scores with the pipeline's own score(), a named scorer with scikit-learn's scorer:
+# both let the engine share the prefix and split the ColumnTransformer into raw stages.
 SCORINGS = pytest.mark.parametrize("scoring", [None, "r2"], ids=["estimator-score", "named-scorer"])
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def client(cluster_address: str) -> Iterator[Client]:
-    """A client of the session's cluster, not set as the default one: searches get it as ``client=``."""
-    with Client(cluster_address, set_as_default=False) as session_client:
-        yield session_client
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,12 +22,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import gridsearch
 
 CV = KFold(3, shuffle=True, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def client(cluster_address: str) -> Iterator[Client]:
-    with Client(cluster_address, set_as_default=False) as connected:
-        yield connected
 
 
 @pytest.fixture(scope="module")
