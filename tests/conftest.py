@@ -40,6 +40,20 @@ def cluster_address() -> Iterator[str]:
         close_clients()  # the search classes' clients of this address, before their scheduler goes
 
 
+@pytest.fixture
+def cli(capfd: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``cli(*args)``: ``python -m gridsearch ARGS`` in this process; its exit status, and its own stdout and stderr."""
+    from gridsearch.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capfd.readouterr()  # what came before is not the command's
+        status = main(list(args))
+        out, err = capfd.readouterr()
+        return status, out, err
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def client(cluster_address: str) -> Iterator[Any]:
     """A ``distributed.Client`` of the session's cluster, not set as the default one: searches get it as ``client=``."""

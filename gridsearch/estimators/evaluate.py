@@ -31,7 +31,7 @@ from gridsearch.errors import GridsearchError
 from gridsearch.execute.executor import SearchWork, StageReport, execute
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.scoring import Scoring
-from gridsearch.execute.workers import object_modules, ship_modules
+from gridsearch.execute.workers import check_workers_once, object_modules, ship_modules
 from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
 from gridsearch.log.runlog import RunLog, read_log
 from gridsearch.search.dataset import Dataset, Folds
@@ -77,6 +77,8 @@ class EngineSearch:
         candidates = [Candidate(content_id(search_id, index), dict(params)) for index, params in enumerate(candidate_params)]
         share_prefix, split_stages = self._sharing()
         plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=split_stages)
+        if len(plan.groups) == 1 and plan.stages_per_fold and self.cache is None:  # raw stages pay off when shared or memoised
+            plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=False)
         work = self._work(search_id, dataset, plan)
         records = self._run(work, plan, {candidate.id: (index, candidate.params) for index, candidate in enumerate(candidates)})
         lost = sum(record.status is Status.LOST for record in records.values())
@@ -153,6 +155,7 @@ class EngineSearch:
                     print(self._fit_line(record, plan.folds, *order[record.candidate_id], len(order)))
 
         try:
+            check_workers_once(self.client)
             ship_modules(self.client, object_modules(self._sent_objects(plan)))
             execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, _ignore_stage)
         finally:

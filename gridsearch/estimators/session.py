@@ -55,10 +55,12 @@ def close_clients() -> None:
 
 
 def _current_client() -> Client | None:
+    """The default client, if there is one still connected (a closed one would never run a task)."""
     try:
-        return Client.current()
+        current = Client.current()
     except ValueError:
         return None
+    return current if current.status == "running" else None
 
 
 def _local() -> Client:

@@ -55,6 +55,17 @@ def check_workers(client: Client) -> None:
                 )
 
 
+def check_workers_once(client: Client) -> None:
+    """:func:`check_workers`, unless this process checked the same workers of the same scheduler already."""
+    key = (client.scheduler_info()["id"], frozenset(client.nthreads()))
+    if key not in _CHECKED:
+        check_workers(client)
+        _CHECKED.add(key)
+
+
+_CHECKED: set[tuple[str, frozenset[str]]] = set()  # (scheduler id, worker addresses) whose code and versions were checked
+
+
 def _compatible(package: str, mine: str, theirs: str) -> bool:
     if package in SAME_MINOR:
         return mine.split(".")[:2] == theirs.split(".")[:2]

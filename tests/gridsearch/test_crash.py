@@ -150,22 +150,22 @@ def test_concurrent_searches_of_other_candidates_write_separate_parts_of_one_log
     _assert_exactly_once(records, 2 * n_fits)
 
 
-def test_the_same_search_started_twice_is_refused_while_the_first_runs(write_config, tmp_path):
+def test_the_same_search_started_twice_is_refused_while_the_first_runs(write_config, tmp_path, cli):
+    """The second run is this process (no interpreter to start), so it is refused while the first still writes."""
     config = write_config(search={"params": CRASH_SPACE})
     first = _start(config)
     try:
         _wait_for_records(first, tmp_path / "runs", at_least=1)  # it holds the lease: it is writing
-        second = subprocess.run([sys.executable, "-m", "gridsearch", "run", str(config), "--quiet"], cwd=REPO,
-                                capture_output=True, text=True, timeout=120, check=False)
+        status, out, err = cli("run", str(config), "--quiet")
         assert first.poll() is None, "the first run ended before the second was refused: make CRASH_SPACE larger"
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=120)
     log = _log_dir(tmp_path / "runs")
-    assert second.returncode == 2 and second.stdout == ""
+    assert status == 2 and out == ""
     assert re.fullmatch(rf"error: {re.escape(str(log))}: the same search is already running \(process {first.pid} on "
                         rf"{re.escape(os.uname().nodename)} since [0-9T:+-]+\); wait for it to end, or stop it: "
-                        r"a later run resumes what it leaves\n", second.stderr), second.stderr
+                        r"a later run resumes what it leaves\n", err), err
     assert len(list(log.glob(PART_GLOB))) == 1  # the refused run wrote nothing
     _finish(config)  # the lease of the stopped run is free again
     _assert_exactly_once(_load_after_crash(log), N_FITS)
