@@ -191,8 +191,9 @@ class SearchMeta:
             When the log keeps no config (not made by a search).
         """
         if self.config is None:
-            raise GridsearchError(f"{directory} holds no search config in {META_FILE}; "
-                                  "give a log directory made by a search (e.g. runs/<search id>)")
+            raise GridsearchError(f"{directory} holds no search config in {META_FILE} (a search class fitted from Python keeps "
+                                  "none: its pipeline and rows are the caller's); give a log directory made by 'gridsearch run' "
+                                  "or gridsearch.run (e.g. runs/<search id>)")
         path = Path(self.config_path) if self.config_path else None
         return from_mapping(self.config, str(directory / META_FILE), overrides, path)
 

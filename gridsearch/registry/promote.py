@@ -331,8 +331,9 @@ def _created(log: Path) -> str:
 def _read_search(log_path: Path) -> tuple[SearchMeta, pd.DataFrame]:
     records = read_log(log_path)
     meta = SearchMeta.read(log_path)
-    if records.empty or meta.config is None:
+    if records.empty:
         raise GridsearchError(f"run log {log_path} holds no results; nothing to promote (run the search first)")
+    meta.search_config(log_path)  # a log without the config to refit from (a search class's) is refused, saying why
     return meta, records
 
 
