@@ -14,8 +14,8 @@ import numbers
 import secrets
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,10 @@ class EngineSearch:
         candidates = [Candidate(content_id(search_id, index), dict(params)) for index, params in enumerate(candidate_params)]
         share_prefix, split_stages = self._sharing()
         plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=split_stages)
-        if len(plan.groups) == 1 and plan.stages_per_fold and self.cache is None:  # raw stages pay off when shared or memoised
-            plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=False)
+        if len(plan.groups) == 1 and self.cache is None:  # raw stages pay off when groups share them or the memo keeps them
+            plan = replace(plan, groups=(replace(plan.groups[0], stages=()),))
         work = self._work(search_id, dataset, plan)
-        records = self._run(work, plan, {candidate.id: (index, candidate.params) for index, candidate in enumerate(candidates)})
+        records = self._run(work, plan, candidates)
         lost = sum(record.status is Status.LOST for record in records.values())
         if lost:
             raise GridsearchError(f"{lost} fits were lost with their workers; fit again to redo them"
@@ -112,31 +112,40 @@ class EngineSearch:
             return False, False
         return True, all(name.startswith(f"{final_step}__") for name in self.fit_params)
 
+    @cached_property
+    def data_fingerprint(self) -> str:
+        """A hash of the rows and their per-row parameters, computed once per ``fit`` (halving calls
+        :meth:`evaluate` once per round); empty when neither a log nor a memo needs it."""
+        if not (self.log or self.cache):
+            return ""
+        try:
+            return joblib.hash([self.X, self.y, self.fit_params, self.score_params])[:16]
+        except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): rows that match no other
+            return secrets.token_hex(8)
+
     def _search_id(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> str:
         """A hash of everything that defines the work, so that fitting the same search again resumes its log."""
         if self.log is None:
             return secrets.token_hex(8)
         try:
-            return joblib.hash([self.estimator, list(candidate_params), folds, self.X, self.y, self.fit_params, self.score_params,
-                                self.scorer, self.error_score, self.return_train_score])[:16]
+            return joblib.hash([self.estimator, list(candidate_params), folds, self.data_fingerprint, self.scorer,
+                                self.error_score, self.return_train_score])[:16]
         except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): a new search each time
             return secrets.token_hex(8)
 
     def _work(self, search_id: str, dataset: Dataset, plan: Plan) -> SearchWork:
         version = code_version()
         failed_score = float(self.error_score) if isinstance(self.error_score, numbers.Number) else math.nan
-        stamp = RecordStamp(search_id, search_id, version.git_sha, version.git_dirty, version.package_version, self.names, failed_score)
+        stamp = RecordStamp(search_id, self.data_fingerprint, version.git_sha, version.git_dirty, version.package_version, self.names, failed_score)
         scoring = Scoring({SINGLE: self.scorer}, train=self.return_train_score, raise_errors=self.error_score == "raise", all_failing_fails_fit=False)
         memo = None if self.cache is None else str(Path(self.cache).resolve())
-        rows_id = joblib.hash([dataset.X, dataset.y, dataset.folds])[:16] if memo else search_id
+        rows_id = content_id(self.data_fingerprint, dataset.folds) if memo else search_id
         return SearchWork(stamp=stamp, rows=partial(_held, dataset), pipeline=self.estimator, plan=plan, rows_id=rows_id,
                           memo_location=memo, memo_stages=None, scoring=scoring)
 
-    def _run(self, work: SearchWork, plan: Plan, order: Mapping[str, tuple[int, Mapping[str, Any]]]) -> dict[tuple[str, int], FitRecord]:
-        """The records of every (candidate, fold): those the log holds already, then the new ones.
-
-        ``order`` gives each candidate id its index and params, for the lines ``verbose > 1`` prints.
-        """
+    def _run(self, work: SearchWork, plan: Plan, candidates: Sequence[Candidate]) -> dict[tuple[str, int], FitRecord]:
+        """The records of every (candidate, fold): those the log holds already, then the new ones."""
+        order = {candidate.id: (index, candidate.params) for index, candidate in enumerate(candidates)}  # for verbose > 1
         records: dict[tuple[str, int], FitRecord] = {}
         log_path = None if self.log is None else Path(self.log) / work.stamp.search_id
         if log_path is not None and log_path.is_dir():
@@ -156,7 +165,7 @@ class EngineSearch:
 
         try:
             check_workers_once(self.client)
-            ship_modules(self.client, object_modules(self._sent_objects(plan)))
+            ship_modules(self.client, object_modules(self._sent_objects(candidates)))
             execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, _ignore_stage)
         finally:
             progress.close()
@@ -164,11 +173,10 @@ class EngineSearch:
                 log.close()
         return records
 
-    def _sent_objects(self, plan: Plan) -> list[Any]:
+    def _sent_objects(self, candidates: Sequence[Candidate]) -> list[Any]:
         """What the tasks carry that may be defined in the user's own code: estimators, values, scorers, data."""
         scorers = self.scorer._scorers.values() if isinstance(self.scorer, _MultimetricScorer) else [self.scorer]
-        values = [value for group in plan.groups for family in group.families for item in family.items for value in item.params.values()]
-        values += [value for group in plan.groups for value in group.params.values()]
+        values = [value for candidate in candidates for value in candidate.params.values()]
         return [self.estimator, self.X, self.y, *values, *(getattr(scorer, "_score_func", scorer) for scorer in scorers)]
 
     def _result(self, record: FitRecord, n_test: int) -> dict[str, Any]:

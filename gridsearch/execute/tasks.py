@@ -11,6 +11,7 @@ import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,11 @@ class FitSetup:
     final_step: str | None
     stamp: RecordStamp
     scoring: Scoring
+
+    @cached_property
+    def steps(self) -> frozenset[str]:
+        """The pipeline's swappable steps, found once per task rather than once per family."""
+        return step_names(self.pipeline)
 
     @classmethod
     def of(cls, pipeline: BaseEstimator, stamp: RecordStamp) -> FitSetup:
@@ -207,7 +213,7 @@ class _Fitting:
     def _estimator(self, item: FitItem) -> BaseEstimator:
         """A fresh final estimator (or whole estimator) with the item's params set."""
         setup = self.setup
-        return _final_estimator(setup.pipeline, setup.final_step, resolve(item.params, step_names(setup.pipeline)))
+        return _final_estimator(setup.pipeline, setup.final_step, resolve(item.params, setup.steps))
 
     def _score(self, model: BaseEstimator, X: Any, y: Any, side: int) -> tuple[dict[str, float], list[str]]:
         return self.setup.scoring.score(model, X, y, self.prepared.score_params[side], self.setup.stamp.error_score)

@@ -89,17 +89,16 @@ def user_modules(pipeline: BaseEstimator, params: Iterable[Any], factory: str | 
     """Modules of the pipeline's classes, swapped-in estimators and factory that no installed
     distribution provides: the user's own code, which workers may not be able to import."""
     installed = _installed_packages()
-    estimators = [pipeline, *(value for value in pipeline.get_params(deep=True).values() if hasattr(value, "get_params"))]
-    names = {type(estimator).__module__ for estimator in estimators}
-    names |= {value.rpartition(".")[0] for value in params if isinstance(value, str) and "." in value}
+    names = {value.rpartition(".")[0] for value in params if isinstance(value, str) and "." in value}
     if factory:
         names.add(factory.partition(":")[0])
-    return {name for name in names if _is_user_module(name, installed)}
+    return object_modules([pipeline]) | {name for name in names if _is_user_module(name, installed)}
 
 
 def object_modules(objects: Iterable[Any]) -> set[str]:
-    """The user's own modules (as :func:`user_modules` finds them) that define ``objects``, the
-    estimators among them with their nested estimators, or the classes of other values."""
+    """The user's own modules (in ``sys.modules``, provided by no installed distribution) that
+    define ``objects``: estimators and their nested parameters, classes, functions, or the
+    classes of other values."""
     names = set()
     for value in objects:
         nested = value.get_params(deep=True).values() if hasattr(value, "get_params") and not isinstance(value, type) else ()
@@ -150,17 +149,23 @@ _SENT: set[tuple[str, str, float]] = set()  # (scheduler id, top-level module, n
 
 def _modified(module: Any) -> float:
     """The newest modification time of a module's files (its package's, for a package)."""
-    files = [Path(module.__file__)] if module.__file__ and Path(module.__file__).name != "__init__.py" else \
-        list(Path(next(iter(module.__path__))).rglob("*.py"))
+    package = _package_dir(module)
+    files = list(package.rglob("*.py")) if package else [Path(module.__file__)]
     return max((path.stat().st_mtime for path in files), default=0.0)
 
 
 def _upload_of(module: Any) -> Path:
-    """What is sent for a top-level module: its file, or its package zipped (a namespace package has no ``__init__.py``)."""
+    """What is sent for a top-level module: its file, or its package zipped."""
+    package = _package_dir(module)
+    return _zipped(package) if package else Path(module.__file__)
+
+
+def _package_dir(module: Any) -> Path | None:
+    """The directory of a package (a namespace package has no ``__init__.py``), None for a plain module."""
     if module.__file__ is None:
-        return _zipped(Path(next(iter(module.__path__))))
+        return Path(next(iter(module.__path__)))
     source = Path(module.__file__)
-    return _zipped(source.parent) if source.name == "__init__.py" else source
+    return source.parent if source.name == "__init__.py" else None
 
 
 def _zipped(package: Path) -> Path:
