@@ -23,7 +23,7 @@ import joblib
 from distributed import Client
 from joblib.logger import short_format_time
 from sklearn import get_config
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer, _PassthroughScorer
 from sklearn.utils import get_tags
 
@@ -72,6 +72,7 @@ class EngineSearch:
 
     def evaluate(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> list[dict[str, Any]]:
         """Fit and score every candidate on every fold; scikit-learn's result dict for each, candidates first."""
+        _check_names(self.estimator, candidate_params)
         dataset = Dataset(self.X, self.y, folds, self.fit_params, self.score_params, get_tags(self.estimator).input_tags.pairwise)
         search_id = self._search_id(candidate_params, folds)
         candidates = [Candidate(content_id(search_id, index), dict(params)) for index, params in enumerate(candidate_params)]
@@ -224,6 +225,20 @@ class EngineSearch:
                 if line.startswith("ScorerError: "):
                     warnings.warn(f"Scoring failed. The score on this train-test partition for these parameters will be set to "
                                   f"{self.error_score}. Details: \n{line.removeprefix('ScorerError: ')}", UserWarning, stacklevel=4)
+
+
+def _check_names(estimator: BaseEstimator, candidate_params: Sequence[Mapping[str, Any]]) -> None:
+    """Raise scikit-learn's own error for a parameter the estimator does not have, before any work.
+
+    ``set_params`` is tried once per distinct set of names (and classes of the estimators
+    swapped in), as scikit-learn would call it on every fit, outside the fit's failure handling.
+    """
+    seen = set()
+    for params in candidate_params:
+        shape = tuple(sorted((name, type(value).__qualname__ if hasattr(value, "get_params") else "") for name, value in params.items()))
+        if shape not in seen:
+            seen.add(shape)
+            clone(estimator).set_params(**clone(dict(params), safe=False))
 
 
 def _train_said(train: Mapping[str, float] | None, name: str) -> str:

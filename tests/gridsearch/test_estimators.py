@@ -410,3 +410,13 @@ def test_client_none_reuses_one_local_cluster_per_process(tmp_path: Path) -> Non
     assert seen["first"].startswith("tcp://127.0.0.1:")
     assert seen["clients"] == 1
     assert seen["ran"] > 0  # the second fit's tasks ran on that cluster
+
+
+def test_an_unknown_parameter_is_scikit_learns_error_before_any_work(client: Client, numeric: tuple[np.ndarray, np.ndarray],
+                                                                     tmp_path: Path) -> None:
+    """As scikit-learn raises it (``set_params`` outside the fits' failure handling), and no fit is logged."""
+    X, y = numeric
+    search = gridsearch.GridSearchCV(Ridge(), [{"alpha": [1.0]}, {"alpah": [1.0]}], cv=CV, client=client, log=tmp_path / "runs")
+    with pytest.raises(ValueError, match="Invalid parameter 'alpah' for estimator Ridge"):
+        search.fit(X, y)
+    assert not (tmp_path / "runs").exists()
