@@ -20,15 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gridsearch.errors import ArgumentError, GridsearchError
 from gridsearch.log.records import META_FILE, PART_GLOB, SearchMeta
-from gridsearch.log.results import best_first, leaderboard, log_results
-from gridsearch.log.runlog import read_log
+from gridsearch.log.results import best_first, leaderboard, log_results, rounds
+from gridsearch.log.runlog import read_table
 from kampai.data import TABLE_SUFFIXES, write_table
 from kampai.ids import did_you_mean, matching
 
 _RECORD_COLUMNS = ("fold", "status", "fit_time", "score_time", "prep_time", "worker", "finished")
+_RESULT_COLUMNS = ("candidate_id", "params", "fold", "status", "fit_time", "score_time", "prep_time", "round")  # and test_<scorer>
+_TO_JSON = json.JSONEncoder(sort_keys=True, default=repr).encode  # json.dumps(v, sort_keys=True, default=repr), built once
 
 
 @dataclass(frozen=True)
@@ -164,13 +167,24 @@ class _Search:
     search_id: str
     scoring: tuple[str, ...]
     folds: int
-    records: pd.DataFrame
+    table: pa.Table  # the records, as read (all columns, or those the results need)
 
-    def results(self) -> pd.DataFrame:
-        """``cv_results`` of the candidates recorded so far, with ``search_id`` and ``n_missing``."""
-        table = log_results(self.records, self.folds, self.scoring)
+    def results(self, params: bool = True, round_: int | None = None) -> pd.DataFrame:
+        """``cv_results`` of the candidates recorded so far, with ``search_id`` and ``n_missing`` (``params``, ``round_``:
+        see log_results)."""
+        table = log_results(self.table, self.folds, self.scoring, params, round_)
         table.insert(0, "search_id", self.search_id)
         return table
+
+    def records(self, candidate_id: str | None = None) -> pd.DataFrame:
+        """The records (of one candidate only, if given) as a DataFrame."""
+        table = self.table if candidate_id is None else self.table.filter(pc.equal(self.table.column("candidate_id"), candidate_id))
+        return table.to_pandas()
+
+    def candidate_ids(self, prefix: str = "") -> list[str]:
+        """The distinct candidate ids starting with ``prefix``, in log order."""
+        ids = self.table.column("candidate_id")
+        return pc.unique(ids.filter(pc.starts_with(ids, prefix)) if prefix else ids).to_pylist()
 
 
 def find_logs(path: str | os.PathLike[str]) -> list[Path]:
@@ -187,7 +201,7 @@ def find_logs(path: str | os.PathLike[str]) -> list[Path]:
     return logs
 
 
-def top(path: str | os.PathLike[str], n: int = 10, metric: str | None = None) -> Leaderboard:
+def top(path: str | os.PathLike[str], n: int = 10, metric: str | None = None, round_: int | None = None) -> Leaderboard:
     """The ``n`` best candidates of a search log, or of every search under a log root.
 
     Parameters
@@ -199,6 +213,8 @@ def top(path: str | os.PathLike[str], n: int = 10, metric: str | None = None) ->
     metric : str, optional
         Scorer to rank by (``r2``, ``test_r2`` and ``mean_test_r2`` all work); default:
         the first scorer of the searches. Searches without it are left out.
+    round_ : int, optional
+        Of a halving search, the round whose candidates are ranked (default: the last).
 
     Raises
     ------
@@ -208,13 +224,13 @@ def top(path: str | os.PathLike[str], n: int = 10, metric: str | None = None) ->
     if n < 1:
         raise ArgumentError("n", f"expected an integer >= 1, found {n}")
     root = Path(path)
-    searches = [_load(log) for log in find_logs(root)]
+    searches = [_load(log, results_only=True) for log in find_logs(root)]
     scorer = _metric(searches, metric, root)
-    chosen = [s for s in searches if scorer in s.scoring and len(s.records)]
+    chosen = [s for s in searches if scorer in s.scoring and len(s.table)]
     skipped = tuple(s.search_id for s in searches if scorer not in s.scoring)
     if not chosen:
         return Leaderboard(root, scorer, pd.DataFrame(), n, 0, skipped)
-    ranked = best_first(pd.concat([s.results() for s in chosen], ignore_index=True), scorer)
+    ranked = best_first(pd.concat([s.results(round_=round_) for s in chosen], ignore_index=True), scorer)
     return Leaderboard(root, scorer, ranked, n, len(chosen), skipped)
 
 
@@ -230,12 +246,17 @@ def show(path: str | os.PathLike[str], candidate_id: str) -> CandidateDetail:
     """
     root = Path(path)
     search, full_id = _find_candidate([_load(log) for log in find_logs(root)], candidate_id, root)
-    results = search.results()
+    records = search.records(full_id)
+    held = rounds(records)
+    results = search.results(params=False, round_=held[0] if held else None)  # ranks need every candidate's scores (of its round)
     row = results[results["candidate_id"] == full_id].iloc[0]
     summary = {name: row[name] for name in results.columns if name.startswith(("mean_", "std_", "rank_"))}
     summary.update(n_errors=int(row["n_errors"]), n_missing=int(row["n_missing"]), folds=search.folds, n_candidates=len(results))
-    records = search.records[search.records["candidate_id"] == full_id].sort_values("fold", kind="stable").reset_index(drop=True)
-    return CandidateDetail(search.path, search.search_id, full_id, dict(row["params"]), search.scoring, summary, records)
+    if held:
+        summary["round"] = held[0]
+    params = json.loads(records["params"].iloc[0])  # its first record's, as log_results reads them
+    records = records.sort_values("fold", kind="stable").reset_index(drop=True)
+    return CandidateDetail(search.path, search.search_id, full_id, params, search.scoring, summary, records)
 
 
 def export(path: str | os.PathLike[str], to: str | os.PathLike[str], *, records: bool = False) -> Exported:
@@ -243,16 +264,14 @@ def export(path: str | os.PathLike[str], to: str | os.PathLike[str], *, records:
 
     The format follows the suffix of ``to`` (``.parquet``, ``.csv``, ``.csv.gz``). Over a
     log root, the searches' tables are stacked with their ``search_id``. ``params`` is
-    written as JSON text, as in the log.
+    written as JSON text, as in the log. A halving search's table has every round, each
+    ranked among itself, with its ``iter`` as in scikit-learn.
     """
     target = Path(to)
     if not target.name.lower().endswith(TABLE_SUFFIXES):
         raise ArgumentError("to", f"expected a file name ending in {', '.join(TABLE_SUFFIXES)}, found {target.name!r}")
-    searches = [_load(log) for log in find_logs(path)]
-    if records:
-        frames = [s.records for s in searches if len(s.records)]
-    else:
-        frames = [s.results() for s in searches if len(s.records)]
+    searches = [_load(log, results_only=not records) for log in find_logs(path)]
+    frames = [s.records() if records else _every_round(s) for s in searches if len(s.table)]
     if not frames:
         raise GridsearchError(f"no records yet in {path}; nothing to export")
     table = _flat(pd.concat(frames, ignore_index=True))
@@ -264,6 +283,14 @@ def export(path: str | os.PathLike[str], to: str | os.PathLike[str], *, records:
     return Exported(target, "records" if records else "cv_results", len(table), tuple(table.columns))
 
 
+def _every_round(search: _Search) -> pd.DataFrame:
+    """The search's ``cv_results``; of a halving search, every round's, with its ``iter``."""
+    held = rounds(search.table)
+    if not held:
+        return search.results()
+    return pd.concat([search.results(round_=index).assign(iter=index) for index in held], ignore_index=True)
+
+
 def to_json(result: Leaderboard | CandidateDetail | Exported) -> str:
     """The ``--json`` form of a query result: strict JSON (NaN as null, times as ISO 8601)."""
     return json.dumps(result.to_dict(), indent=2, allow_nan=False)
@@ -273,23 +300,25 @@ def _is_log(directory: Path) -> bool:
     return (directory / META_FILE).is_file() or any(directory.glob(PART_GLOB))
 
 
-def _load(path: Path) -> _Search:
+def _load(path: Path, results_only: bool = False) -> _Search:
+    """A search's log; with ``results_only``, only the columns its ``cv_results`` are made of."""
     meta = SearchMeta.read(path)
-    return _Search(path, meta.search_id, meta.scoring, meta.folds or 0, read_log(path))
+    columns = [*_RESULT_COLUMNS, *(f"test_{scorer}" for scorer in meta.scoring)] if results_only else None
+    return _Search(path, meta.search_id, meta.scoring, meta.folds or 0, read_table(path, columns))
 
 
 def _find_candidate(searches: Sequence[_Search], candidate_id: str, root: Path) -> tuple[_Search, str]:
     """The one candidate whose id starts with ``candidate_id``, or an error saying what to give instead."""
     if not candidate_id.strip():
         raise GridsearchError("candidate id is empty; copy one from 'python -m gridsearch top'")
-    matches = [(s, cid) for s in searches for cid in matching(s.records["candidate_id"].unique(), candidate_id)]
+    matches = [(s, cid) for s in searches for cid in matching(s.candidate_ids(candidate_id.strip().lower()), candidate_id)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         owner = next((s for s in searches if matching([s.search_id], candidate_id)), None)
         hint = (f"that is a search id: list its candidates with 'python -m gridsearch top {owner.path}'" if owner
                 else f"list them with 'python -m gridsearch top {root}'")
-        count = sum(s.records["candidate_id"].nunique() for s in searches)
+        count = sum(len(s.candidate_ids()) for s in searches)
         raise GridsearchError(f"no candidate {candidate_id!r} in {root} ({count} candidates); {hint}")
     ids = sorted({cid for _, cid in matches})
     if len(ids) == 1:
@@ -319,7 +348,7 @@ def _flat(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     for name in table.columns:
         if table[name].dtype == object and (name == "params" or not _arrow_typed(table[name])):
-            table[name] = [None if _missing(v) else json.dumps(v, sort_keys=True, default=repr) for v in table[name]]
+            table[name] = [None if _missing(v) else _TO_JSON(v) for v in table[name]]
     return table
 
 

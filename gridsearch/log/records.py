@@ -105,6 +105,8 @@ class FitRecord:
     data_fingerprint: str = _column(pa.string(), "")
     model_size: float = _column(pa.float64(), _NAN)  # bytes of the fitted final estimator's arrays (gridsearch.execute.sizes)
     train_scores: Mapping[str, float] = _column(pa.float64(), default_factory=dict)  # columns train_<scorer>, when asked
+    round: int | None = _column(pa.int32(), None)  # the successive-halving round (iter), when the search has rounds
+    fit_rows: int | None = _column(pa.int64(), None)  # rows the fit trained on, when a search varies them (halving, curves)
 
     @classmethod
     def of(cls, stamp: RecordStamp, item: FitItem, fold: int, status: Status, scores: Mapping[str, float], **outcome: Any) -> FitRecord:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from gridsearch.errors import ArgumentError
 from gridsearch.log.records import Status
-from gridsearch.search.space import Candidate
+from gridsearch.search.grids import Candidate
 
 
 def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: int, scoring: Sequence[str]) -> pd.DataFrame:
@@ -26,39 +29,135 @@ def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: in
     When a (candidate, fold) has several records (a resumed search), the last one counts.
     """
     ids = [c.id for c in candidates]
-    latest = records[records["candidate_id"].isin(set(ids))].drop_duplicates(["candidate_id", "fold"], keep="last")
-    latest = latest.set_index(["candidate_id", "fold"])
-    grid = pd.MultiIndex.from_product([ids, range(folds)], names=["candidate_id", "fold"])
-    latest = latest.reindex(grid)
+    codes = pd.Index(ids).get_indexer(records["candidate_id"])
+    return _results(records, ids, [dict(c.params) for c in candidates], codes, folds, scoring)
 
-    results: dict[str, object] = {"candidate_id": ids}
+
+def log_results(records: pd.DataFrame | pa.Table, folds: int, scoring: Sequence[str], params: bool = True,
+                round_: int | None = None) -> pd.DataFrame:
+    """:func:`cv_results` of every candidate a run log holds (records or their Arrow table), params read from the records.
+
+    Each candidate's params JSON is decoded once, from its first record; without ``params``
+    not at all (no ``param_<name>`` and ``params`` columns). Of a halving search, the
+    candidates of one round are ranked among themselves: ``round_``, by default the last.
+    """
+    records = of_round(records, round_)
+    if isinstance(records, pa.Table):
+        encoded = pc.dictionary_encode(records.column("candidate_id")).combine_chunks()
+        ids, codes = encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
+    else:
+        codes, uniques = pd.factorize(records["candidate_id"])
+        ids = list(uniques)
+    decoded = None
+    if params:
+        firsts = np.full(len(ids), len(codes), dtype=np.int64)
+        np.minimum.at(firsts, codes, np.arange(len(codes)))  # ascending: codes number candidates as they first appear
+        if isinstance(records, pa.Table):
+            first = np.zeros(len(codes), dtype=bool)
+            first[firsts] = True
+            texts = records.column("params").filter(first).to_pylist()  # a filter, not a take: no copy of the whole column
+        else:
+            texts = records["params"].to_numpy()[firsts]
+        decoded = _decode(texts)
+    return _results(records, ids, decoded, codes, folds, scoring)
+
+
+def rounds(records: pd.DataFrame | pa.Table) -> list[int]:
+    """The halving rounds the records hold, in order (none for a search of one round)."""
+    if "round" not in _names(records):
+        return []
+    values = _column(records, "round")
+    return [int(value) for value in np.unique(values[~np.isnan(values)])]
+
+
+def of_round(records: pd.DataFrame | pa.Table, round_: int | None = None) -> pd.DataFrame | pa.Table:
+    """The records of halving round ``round_`` (default: the last); all of them for a search of one round.
+
+    Raises
+    ------
+    ArgumentError
+        For a round the records do not hold.
+    """
+    held = rounds(records)
+    if not held:
+        if round_ is not None:
+            raise ArgumentError("round", "this log has no halving rounds (a search of search.strategy: halving has); leave it out")
+        return records
+    chosen = held[-1] if round_ is None else round_
+    if chosen not in held:
+        raise ArgumentError("round", f"no round {round_} in this log; its rounds are {held[0]} to {held[-1]}")
+    mask = _column(records, "round") == chosen
+    return records.filter(pa.array(mask)) if isinstance(records, pa.Table) else records[mask]
+
+
+def _names(records: pd.DataFrame | pa.Table) -> list[str]:
+    return records.schema.names if isinstance(records, pa.Table) else list(records.columns)
+
+
+def _decode(texts: Sequence[str]) -> list[dict[str, object]]:
+    """``json.loads`` of each text, in one call (as one JSON array: half the time of one call each)."""
+    try:
+        decoded = json.loads(f"[{','.join(texts)}]")
+    except json.JSONDecodeError:
+        decoded = []
+    return decoded if len(decoded) == len(texts) else [json.loads(text) for text in texts]  # a bad text raises as alone
+
+
+def _results(records: pd.DataFrame | pa.Table, ids: Sequence[str], params: Sequence[dict[str, object]] | None,
+             codes: np.ndarray, folds: int, scoring: Sequence[str]) -> pd.DataFrame:
+    """The ``cv_results`` table of candidates ``ids``; ``codes`` is each record's candidate (-1: none of them)."""
+    fold = np.nan_to_num(_column(records, "fold"), nan=-1).astype(np.int64)
+    rows = _latest(np.asarray(codes, dtype=np.int64), fold, len(ids), folds)
+
+    def latest(name: str) -> np.ndarray:
+        return np.append(_column(records, name), np.nan)[rows]  # row -1 reads the NaN appended
+
+    results: dict[str, object] = {"candidate_id": list(ids)}
     for column in ("fit_time", "score_time", "prep_time"):
-        values = latest[column].to_numpy(dtype=float).reshape(len(ids), folds)
+        values = latest(column)
         results[f"mean_{column}"] = values.mean(axis=1)
         results[f"std_{column}"] = values.std(axis=1)
-    names = sorted({name for c in candidates for name in c.params})
-    for name in names:
-        results[f"param_{name}"] = pd.Series([c.params.get(name, np.nan) for c in candidates], dtype=object)
-    results["params"] = [dict(c.params) for c in candidates]
+    if params is not None:
+        for name in sorted(set(itertools.chain.from_iterable(params))):
+            results[f"param_{name}"] = pd.Series([p.get(name, np.nan) for p in params], dtype=object)
+        results["params"] = params
     for scorer in scoring:
-        scores = latest[f"test_{scorer}"].to_numpy(dtype=float).reshape(len(ids), folds)
+        scores = latest(f"test_{scorer}")
         for fold in range(folds):
             results[f"split{fold}_test_{scorer}"] = scores[:, fold]
         means = scores.mean(axis=1)
         results[f"mean_test_{scorer}"] = means
         results[f"std_test_{scorer}"] = scores.std(axis=1)
         results[f"rank_test_{scorer}"] = rank(means)
-    status = latest["status"].to_numpy(dtype=object).reshape(len(ids), folds)
-    results["n_errors"] = np.isin(status, [Status.ERROR, Status.LOST]).sum(axis=1)
-    results["n_missing"] = pd.isna(status).sum(axis=1)  # folds not recorded (yet)
+    failed, recorded = _status(records)
+    results["n_errors"] = np.append(failed, False)[rows].sum(axis=1)
+    results["n_missing"] = (~np.append(recorded, False)[rows]).sum(axis=1)  # folds not recorded (yet)
     return pd.DataFrame(results)
 
 
-def log_results(records: pd.DataFrame, folds: int, scoring: Sequence[str]) -> pd.DataFrame:
-    """:func:`cv_results` of every candidate a run log holds, its params read from the records."""
-    firsts = records.drop_duplicates("candidate_id")
-    candidates = [Candidate(cid, json.loads(params)) for cid, params in zip(firsts["candidate_id"], firsts["params"])]
-    return cv_results(records, candidates, folds, scoring)
+def _latest(codes: np.ndarray, fold: np.ndarray, candidates: int, folds: int) -> np.ndarray:
+    """Row of the last record of each (candidate, fold), ``(candidates, folds)``; -1 where there is none."""
+    rows = np.full(candidates * folds, -1, dtype=np.int64)
+    keep = (codes >= 0) & (fold >= 0) & (fold < folds)
+    np.maximum.at(rows, codes[keep] * folds + fold[keep], np.flatnonzero(keep))
+    return rows.reshape(candidates, folds)
+
+
+def _column(records: pd.DataFrame | pa.Table, name: str) -> np.ndarray:
+    """A numeric column of the records as floats, NaN where it is null."""
+    if isinstance(records, pa.Table):
+        return np.asarray(records.column(name).to_numpy(), dtype=float)
+    return records[name].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _status(records: pd.DataFrame | pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: did its fit fail (error or lost), and has it a status at all."""
+    failed = [Status.ERROR.value, Status.LOST.value]
+    if isinstance(records, pa.Table):
+        status = records.column("status")
+        return pc.is_in(status, pa.array(failed)).to_numpy(zero_copy_only=False), pc.is_valid(status).to_numpy(zero_copy_only=False)
+    status = records["status"]
+    return status.isin(failed).to_numpy(dtype=bool), status.notna().to_numpy(dtype=bool)
 
 
 def rank(means: np.ndarray) -> np.ndarray:
@@ -66,14 +165,21 @@ def rank(means: np.ndarray) -> np.ndarray:
     means = np.asarray(means, dtype=float)
     if np.isnan(means).all():
         return np.ones(len(means), dtype=np.int32)
-    filled = np.where(np.isnan(means), np.nanmin(means) - 1, means)
-    return rankdata(-filled, method="min").astype(np.int32)
+    negated = -np.where(np.isnan(means), np.nanmin(means) - 1, means)
+    order = np.argsort(negated, kind="stable")
+    ordered = negated[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # where each run of equal scores begins
+    ranks = np.empty(len(means), dtype=np.int32)
+    ranks[order] = np.repeat(starts + 1, np.diff(np.r_[starts, len(ordered)]))
+    return ranks
 
 
 def best_first(results: pd.DataFrame, scorer: str) -> pd.DataFrame:
     """``results`` ranked by ``mean_test_<scorer>`` over all its rows, best first (ties by candidate id)."""
-    ranked = results.assign(**{f"rank_test_{scorer}": rank(results[f"mean_test_{scorer}"].to_numpy(dtype=float))})
-    return ranked.sort_values([f"rank_test_{scorer}", "candidate_id"], kind="stable").reset_index(drop=True)
+    ranks = rank(results[f"mean_test_{scorer}"].to_numpy(dtype=float))
+    keys = pa.table({"rank": ranks, "candidate_id": pa.array(results["candidate_id"])})
+    order = pc.sort_indices(keys, sort_keys=[("rank", "ascending"), ("candidate_id", "ascending")]).to_numpy()  # stable
+    return results.iloc[order].reset_index(drop=True).assign(**{f"rank_test_{scorer}": ranks[order]})
 
 
 def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFrame:
@@ -95,13 +201,18 @@ def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFra
 
 def _varying(all_params: pd.Series) -> dict[str, str]:
     """Names whose value differs between candidates, with a short label for each."""
-    seen: dict[str, set[str]] = {name: set() for params in all_params for name in params}
-    for params in all_params:
-        for name, values in seen.items():
-            values.add(repr(params.get(name, "<unset>")))
-    names = [name for name, values in seen.items() if len(values) > 1 or len(all_params) == 1]
+    params = list(all_params)
+    names = list(dict.fromkeys(itertools.chain.from_iterable(params)))  # in order of appearance
+    if len(params) != 1:
+        names = [name for name in names if _differs(params, name)]
     tails = [name.rpartition("__")[2] for name in names]
     return {name: tail if tails.count(tail) == 1 else name for name, tail in zip(names, tails)}
+
+
+def _differs(all_params: Sequence[Mapping[str, object]], name: str) -> bool:
+    """Whether two candidates' values of ``name`` differ as text (an unset one as ``<unset>``); stops at the first."""
+    first = repr(all_params[0].get(name, "<unset>"))
+    return any(repr(params.get(name, "<unset>")) != first for params in all_params)
 
 
 def _short(params: dict[str, object], labels: dict[str, str]) -> str:

@@ -116,18 +116,45 @@ def read_log(path: str | os.PathLike[str]) -> pd.DataFrame:
     Works while the search is still writing. A torn last message (a crash mid-write)
     is skipped with a warning.
     """
+    directory = _log_directory(path)
+    table = _read_parts(directory)
+    if table is None:
+        meta = SearchMeta.read(directory)
+        return pd.DataFrame(columns=log_schema(meta.scoring, meta.train_scored).names)
+    return table.to_pandas()
+
+
+def read_table(path: str | os.PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """The records of a search's log directory as an Arrow table, as :func:`read_log` reads them.
+
+    Only ``columns`` (those the log has; default: all) are kept: the parts are memory-mapped,
+    so the others are never copied or converted.
+    """
+    directory = _log_directory(path)
+    table = _read_parts(directory)
+    if table is None:
+        meta = SearchMeta.read(directory)
+        table = log_schema(meta.scoring, meta.train_scored).empty_table()
+    return table if columns is None else table.select([name for name in columns if name in table.schema.names])
+
+
+def _log_directory(path: str | os.PathLike[str]) -> Path:
     directory = Path(path)
     if not directory.is_dir():
         raise GridsearchError(f"no run log at {directory} (give a directory made by 'gridsearch run', under the config's log:)")
+    return directory
+
+
+def _read_parts(directory: Path) -> pa.Table | None:
+    """Every part's records in one table, None when there is no complete record yet."""
     tables = []
     for part in sorted(directory.glob(PART_GLOB)):  # a loop, not a comprehension: warnings' stacklevel
         if (table := _read_part(part)) is not None:
             tables.append(table)
     if not tables:
-        meta = SearchMeta.read(directory)
-        return pd.DataFrame(columns=log_schema(meta.scoring, meta.train_scored).names)
+        return None
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
-    return _few_chunks(table).to_pandas()
+    return _few_chunks(table)
 
 
 def _few_chunks(table: pa.Table) -> pa.Table:
@@ -143,7 +170,7 @@ def _few_chunks(table: pa.Table) -> pa.Table:
 def _read_part(part: Path) -> pa.Table | None:
     """A part's records; the whole stream in one C++ call unless its tail is torn."""
     try:
-        with pa.OSFile(str(part)) as source:
+        with pa.memory_map(str(part)) as source:  # the table's buffers keep the mapping, not a copy
             return _few_chunks(pa.ipc.open_stream(source).read_all())
     except (pa.ArrowInvalid, OSError):
         table = _read_complete_batches(part)
@@ -164,9 +191,9 @@ def _read_complete_batches(part: Path) -> pa.Table | None:
                     break
     except (pa.ArrowInvalid, OSError) as exc:
         if not batches:
-            warnings.warn(f"run log part {part.name} has no complete record yet ({exc}); skipped", stacklevel=4)
+            warnings.warn(f"run log part {part.name} has no complete record yet ({exc}); skipped", stacklevel=5)
             return None
-        warnings.warn(f"run log part {part.name} ends in a partial record ({exc}); it was skipped", stacklevel=4)
+        warnings.warn(f"run log part {part.name} ends in a partial record ({exc}); it was skipped", stacklevel=5)
     return pa.Table.from_batches(batches, schema=schema)
 
 

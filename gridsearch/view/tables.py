@@ -21,16 +21,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from gridsearch.log.curves import curve_records
 from gridsearch.log.records import SearchMeta, Status
 from gridsearch.log.results import rank
 from gridsearch.log.runlog import read_log
+from gridsearch.log.usage import epoch_seconds
 from gridsearch.view.importance import distinct_values
 
 MAX_POINTS = 1500  # candidates drawn per figure, beyond which the rest are sampled
 MAX_SEGMENTS = 1500  # busy intervals drawn per worker, beyond which time is binned
 TIMELINE_BINS = 400
 ROUND_COLUMN = "round"  # a halving round, when the records have one
-ROWS_COLUMN = "train_rows"  # training rows of a fit, when the records have them
+ROWS_COLUMN = "fit_rows"  # training rows of a fit, when the records have them
 _PATH_SUFFIX = "__n_estimators"
 
 
@@ -39,7 +41,8 @@ class SearchData:
     """One search's log read for the report.
 
     ``candidates`` has one row per candidate (see :func:`candidate_table`), ``params`` one
-    column per parameter on the same index.
+    column per parameter on the same index; ``curves`` the records of its learning curves
+    (``gridsearch curve``, :mod:`gridsearch.log.curves`), None when it has none.
     """
 
     path: Path
@@ -47,6 +50,7 @@ class SearchData:
     records: pd.DataFrame
     candidates: pd.DataFrame
     params: pd.DataFrame
+    curves: pd.DataFrame | None = None
 
     @property
     def scorer(self) -> str:
@@ -65,7 +69,7 @@ def load_search(path: Path) -> SearchData:
     records = read_log(path)
     folds = meta.folds or (int(records["fold"].max()) + 1 if len(records) else 0)
     candidates, params = candidate_table(records, meta.scoring, folds)
-    return SearchData(path, meta, records, candidates, params)
+    return SearchData(path, meta, records, candidates, params, curve_records(path))
 
 
 def candidate_table(records: pd.DataFrame, scoring: Sequence[str], folds: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -242,8 +246,7 @@ def timeline(records: pd.DataFrame) -> Timeline | None:
     frame = records[records["started"].notna() & records["finished"].notna() & records["worker"].notna()]
     if frame.empty:
         return None
-    start = frame["started"].to_numpy(dtype="datetime64[ms]").astype(np.int64) / 1000.0
-    end = frame["finished"].to_numpy(dtype="datetime64[ms]").astype(np.int64) / 1000.0
+    start, end = epoch_seconds(frame["started"]), epoch_seconds(frame["finished"])
     origin = float(start.min())
     failed = frame["status"].to_numpy(dtype=object) != Status.OK
     segments, workers = [], []
@@ -291,13 +294,14 @@ def _binned(segments: pd.DataFrame, span: float) -> pd.DataFrame:
 def learning_curves(searches: Sequence[SearchData]) -> pd.DataFrame | None:
     """Score and fit time against training rows, per parameter setting (None unless rows vary).
 
-    Rows come from the records' ``train_rows`` column when they have one (a search that
-    grows its rows), else from searches of the same pipeline and space that differ in
-    ``data.rows`` (a log root of such searches).
+    Rows come from the search's learning-curve records when it has them, else from the
+    records' ``fit_rows`` column when they have one (a search that grows its rows), else
+    from searches of the same pipeline and space that differ in ``data.rows`` (a log root
+    of such searches).
     """
     frames = []
     for search in searches:
-        records = search.records
+        records = search.records if search.curves is None else search.curves
         if ROWS_COLUMN in records.columns and records[ROWS_COLUMN].nunique() > 1:
             ok = records[records["status"] == Status.OK]
             grouped = ok.groupby(["params", ROWS_COLUMN], sort=False).agg(

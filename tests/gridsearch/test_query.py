@@ -18,7 +18,8 @@ from gridsearch.cli import main
 from gridsearch.errors import GridsearchError
 from gridsearch.log.query import export, show, to_json, top
 from gridsearch.log.records import FitRecord, SearchMeta, Status
-from gridsearch.log.runlog import RunLog
+from gridsearch.log.results import best_first, log_results
+from gridsearch.log.runlog import RunLog, read_log
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = [
@@ -231,6 +232,28 @@ def test_an_empty_log_has_an_empty_leaderboard(tmp_path):
     board = top(tmp_path / "s")
     assert board.table.empty and str(board) == f"no records yet in {tmp_path / 's'}"
     assert json.loads(to_json(board))["rows"] == []
+
+
+def test_results_read_from_the_columns_they_need_match_the_full_records(tmp_path):
+    """Errors, a lost fit redone in a second run, a missing fold and two scorers: the last record counts."""
+    scoring = ("r2", "neg_mean_absolute_error")
+    first = [_record("s", "aaaa", 0, {"r2": 0.5, "neg_mean_absolute_error": -2.0}),
+             _record("s", "aaaa", 1, {}, Status.LOST), _record("s", "bbbb", 0, {}, Status.ERROR),
+             _record("s", "bbbb", 1, {"r2": 0.7, "neg_mean_absolute_error": -1.0}), _record("s", "cccc", 1, {"r2": 0.9, "neg_mean_absolute_error": -3.0})]
+    for records in (first, [_record("s", "aaaa", 1, {"r2": 0.6, "neg_mean_absolute_error": -1.5})]):
+        with RunLog(tmp_path / "s", SearchMeta("s", scoring, 2)) as log:
+            log.append(records)
+    board = top(tmp_path / "s", metric="r2")
+    expected = log_results(read_log(tmp_path / "s"), 2, scoring)
+    pd.testing.assert_frame_equal(board.results.drop(columns="search_id"), best_first(expected, "r2"))
+    rows = board.results.set_index("candidate_id")
+    assert rows.loc["aaaa", "mean_test_r2"] == pytest.approx(0.55) and rows.loc["aaaa", "n_errors"] == 0
+    assert list(rows.loc["bbbb", ["n_errors", "n_missing"]]) == [1, 0] and list(rows.loc["cccc", ["n_errors", "n_missing"]]) == [0, 1]
+    assert rows.loc["aaaa", "params"] == {"model__alpha": 0} and rows.loc["cccc", "params"] == {"model__alpha": 1}
+    assert list(board.results["candidate_id"]) == ["aaaa", "bbbb", "cccc"]  # NaN means rank last, ties by id
+    detail = show(tmp_path / "s", "cc")
+    assert detail.params == {"model__alpha": 1} and detail.summary["rank_test_neg_mean_absolute_error"] == 2  # NaN means tie
+    assert list(detail.records["fold"]) == [1] and detail.summary["n_missing"] == 1
 
 
 def test_python_api_exports_the_query_functions():

@@ -126,7 +126,7 @@ def test_learning_curves_join_searches_that_differ_only_in_their_rows(tmp_path):
 
 def test_rounds_are_read_when_the_records_have_them(tmp_path):
     log = read_log(write(tmp_path / "s", [record(c, k, -1.0) for c in "ab" for k in range(2)]))
-    search = tables.SearchData(tmp_path / "s", SearchMeta("s", SCORING, 2), log.assign(round=[0, 0, 0, 1], train_rows=[10, 10, 10, 40]),
+    search = tables.SearchData(tmp_path / "s", SearchMeta("s", SCORING, 2), log.assign(round=[0, 0, 0, 1], fit_rows=[10, 10, 10, 40]),
                                *tables.candidate_table(log, SCORING, 2))
     rounds = tables.rounds(search)
     assert rounds["round"].tolist() == [0, 0, 1] and rounds["rows"].tolist() == [10, 10, 40]
