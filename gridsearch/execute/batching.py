@@ -18,6 +18,7 @@ from gridsearch.search.plan import FitFamily, Plan, PrepGroup
 TARGET_TASK_SECONDS = 0.25
 MAX_BATCH = 256
 BLOCK = 512
+BUDGET_BLOCK = 64  # under a time budget: smaller blocks, so a run stopped early leaves complete candidates to rank
 
 CostKey = tuple[str, str]  # (prefix group id, final-estimator kind)
 Pending = Callable[[str, int], bool]  # (candidate id, fold) -> still to do
@@ -71,10 +72,11 @@ class FitBatch:
         return tuple(item for family in self.families for item in family.items)
 
 
-def fit_batches(plan: Plan, pending: Pending, costs: FitCosts) -> Iterator[FitBatch]:
-    """Every pending (candidate, fold) of ``plan`` exactly once, in batches sized when each is cut."""
+def fit_batches(plan: Plan, pending: Pending, costs: FitCosts, block_size: int = BLOCK) -> Iterator[FitBatch]:
+    """Every pending (candidate, fold) of ``plan`` exactly once, in batches sized when each is cut,
+    in blocks of about ``block_size`` candidates."""
     for index, group in enumerate(plan.groups):
-        for block in _blocks(group.families):
+        for block in _blocks(group.families, block_size):
             for fold in range(plan.folds):
                 by_kind: dict[str, list[FitFamily]] = {}
                 for family in block:
@@ -90,14 +92,14 @@ def fit_batches(plan: Plan, pending: Pending, costs: FitCosts) -> Iterator[FitBa
                         start += step
 
 
-def _blocks(families: Iterable[FitFamily]) -> Iterator[list[FitFamily]]:
-    """Consecutive runs of whole families holding about :data:`BLOCK` candidates each, taken as they come."""
+def _blocks(families: Iterable[FitFamily], block_size: int) -> Iterator[list[FitFamily]]:
+    """Consecutive runs of whole families holding about ``block_size`` candidates each, taken as they come."""
     block: list[FitFamily] = []
     size = 0
     for family in families:
         block.append(family)
         size += len(family.items)
-        if size >= BLOCK:
+        if size >= block_size:
             yield block
             block, size = [], 0
     if block:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupted
+from gridsearch.estimators.from_config import halving_from_config
+from gridsearch.execute.batching import MAX_BATCH, TARGET_TASK_SECONDS
+from gridsearch.execute.budget import Budget
 from gridsearch.execute.executor import SearchWork, StageReport, execute, open_client
 from gridsearch.execute.failfast import FIRST_FITS, FailFast
 from gridsearch.execute.interrupts import DeferredInterrupts
@@ -23,13 +30,17 @@ from gridsearch.log.lease import search_lease
 from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
 from gridsearch.log.results import cv_results, leaderboard
 from gridsearch.log.runlog import RunLog, ensure_writable, read_log
+from gridsearch.log.usage import StageTime, Usage, worker_usage
 from gridsearch.search.config import SearchConfig
 from gridsearch.search.dataset import rebuild
 from gridsearch.search.pilot import pilot, pilot_summary
+from gridsearch.search.plan import Plan
 from gridsearch.search.prepare import PreparedSearch, prepare_search
 from kampai.cache import record_hits
 from kampai.ids import content_id
 from kampai.provenance import code_version
+
+OVERHEAD_BOUND = 0.5  # efficiency below which the summary says the search is overhead-bound
 
 
 @dataclass(frozen=True)
@@ -45,10 +56,16 @@ class SearchResult:
     n_resumed: int
     stages_computed: int = 0
     stages_from_memo: int = 0
+    usage: Usage | None = None  # where this run's worker time went
 
     @property
     def best_index(self) -> int:
-        return int(self.cv_results[f"rank_test_{self.scoring[0]}"].to_numpy().argmin())
+        """The best candidate's row (of a halving search: the best of the last round, as scikit-learn's)."""
+        ranks = self.cv_results[f"rank_test_{self.scoring[0]}"].to_numpy(dtype=float)
+        if "iter" in self.cv_results:
+            rounds = self.cv_results["iter"].to_numpy()
+            ranks = np.where(rounds == rounds.max(), ranks, np.inf)
+        return int(ranks.argmin())
 
     @property
     def best_candidate_id(self) -> str:
@@ -91,11 +108,12 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     ensure_writable(search.config.log_dir)
     space = search.config.space
     with search_lease(search.log_path, content_id(space.grids, space.n_iter, space.seed)):
-        return _run(search, progress, top)
+        return (_run if space.halving is None else _run_halving)(search, progress, top)
 
 
 def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
     """:func:`run` of a prepared search, as the one run of its candidates on its log."""
+    budget = Budget(search.config.budget)
     done = _recorded_fits(search.log_path)
     say = print if progress else _silent
     say(search.plan.summary())
@@ -124,8 +142,9 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
                 _raise_if_required(search, records)
 
             stopped: BaseException | None = None
+            since = time.time()
             try:
-                execute(client, _work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append)
+                execute(client, search_work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append, budget)
             except GridsearchError as exc:
                 stopped = exc
                 raise
@@ -134,8 +153,12 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
                     with interrupts.deferred():  # a search stopped for failing writes nothing half-done
                         gate.flush()
                 tracker.close()
+            threads = sum(client.nthreads().values())  # at the run's end: the workers its wall time had
     except KeyboardInterrupt:
         raise SearchInterrupted(search.log_path) from None
+    if budget.stopped and not done and budget.per_fit is None:
+        raise GridsearchError(f"budget of {budget} reached before any fit finished, so nothing was recorded; "
+                              "give a longer search.budget (--budget)")
     from_memo = sum(report.from_memo for report in stages)
     memo_problems = list(dict.fromkeys(line.removeprefix("RuntimeWarning: ") for report in stages
                                        for line in (report.warnings or "").splitlines() if line.startswith("RuntimeWarning: stage memo")))
@@ -143,11 +166,47 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
         say(memo_problems[0] + (f" (and {len(memo_problems) - 1} other memo problems)" if len(memo_problems) > 1 else ""))
     elif search.config.cache.dir is not None and stages:
         record_hits(search.config.cache.dir, search.search_id, from_memo, len(stages) - from_memo)
-    table = cv_results(read_log(search.log_path), search.candidates, search.plan.folds, search.config.scoring)
+    records = read_log(search.log_path)
+    table = cv_results(records, search.candidates, search.plan.folds, search.config.scoring)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring,
-                          search.plan.n_fits, int(table["n_errors"].sum()), len(done), len(stages) - from_memo, from_memo)
-    say(_summary(result, top))
+                          search.plan.n_fits, int(table["n_errors"].sum()), len(done), len(stages) - from_memo, from_memo,
+                          worker_usage(records, threads, since, _stage_time(stages, search.plan)))
+    say(_summary(result, top, budget))
     return result
+
+
+def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
+    """:func:`run` of a halving search: scikit-learn's rounds, each a plan on the engine, all in the search's log."""
+    say = print if progress else _silent
+    halving = search.config.space.halving
+    say(f"successive halving of {len(search.space)} candidates x {search.plan.folds} folds over {halving.resource}, "
+        f"factor {halving.factor}, logging to {search.log_path}")
+    for line in pilot_summary(pilot(search)):
+        say(line)
+    search.log_path.mkdir(parents=True, exist_ok=True)
+    _metadata(search).write(search.log_path)
+    try:
+        with open_client(search.config.cluster) as client:
+            fitted = halving_from_config(search, client, verbose=int(progress)).fit(search.dataset.X, search.dataset.y)
+    except KeyboardInterrupt:
+        raise SearchInterrupted(search.log_path) from None
+    table = pd.DataFrame(fitted.cv_results_).assign(candidate_id=fitted._candidate_ids)
+    splits = table.filter(regex=rf"^split\d+_test_{search.config.scoring[0]}$")
+    table["n_errors"] = splits.isna().sum(axis=1)
+    result = SearchResult(search.search_id, search.log_path, table, search.config.scoring, len(table) * search.plan.folds,
+                          int(table["n_errors"].sum()), 0)
+    rounds = ", ".join(f"{n} on {r}" for n, r in zip(fitted.n_candidates_, fitted.n_resources_))
+    say(f"\nrounds (candidates on {halving.resource}): {rounds}")
+    say(_summary(replace(result, cv_results=_last_round(table, search.config.scoring)), top))
+    return result
+
+
+def _last_round(table: pd.DataFrame, scoring: Sequence[str]) -> pd.DataFrame:
+    """The last round's rows, ranked among themselves."""
+    last = table[table["iter"] == table["iter"].max()].reset_index(drop=True)
+    for name in scoring:
+        last[f"rank_test_{name}"] = last[f"mean_test_{name}"].rank(ascending=False, method="min", na_option="bottom").astype(int)
+    return last
 
 
 def resume(log_path: str | os.PathLike[str], *, progress: bool = True, top: int = 10, **overrides: Any) -> SearchResult:
@@ -156,12 +215,15 @@ def resume(log_path: str | os.PathLike[str], *, progress: bool = True, top: int 
 
 
 def config_of_log(log_path: str | os.PathLike[str], **overrides: Any) -> SearchConfig:
-    """The validated config a search's log keeps in its ``search.json``."""
+    """The validated config a search's log keeps in its ``search.json``, without the earlier run's budget.
+
+    A budget limits one run: a resume has none unless ``overrides`` give one (``search.budget``).
+    """
     directory = Path(log_path)
-    return SearchMeta.read(directory).search_config(directory, overrides)
+    return SearchMeta.read(directory).search_config(directory, {"search.budget": None, **overrides})
 
 
-def _work(search: PreparedSearch) -> SearchWork:
+def search_work(search: PreparedSearch) -> SearchWork:
     """What the executor needs, with the memo directory made absolute for remote workers."""
     cfg, inputs, version = search.config, search.inputs, code_version()
     stamp = RecordStamp(search.search_id, inputs.data_fingerprint, version.git_sha, version.git_dirty, version.package_version,
@@ -223,14 +285,46 @@ def _metadata(search: PreparedSearch) -> SearchMeta:
     )
 
 
-def _summary(result: SearchResult, top: int) -> str:
+def _summary(result: SearchResult, top: int, budget: Budget | None = None) -> str:
     scorer = result.scoring[0]
     board = leaderboard(result.cv_results, scorer, top).to_string(float_format=lambda v: f"{v:.4f}")
     failed = f", {result.n_errors} failed" if result.n_errors else ""
     resumed = f" ({result.n_resumed} from an earlier run)" if result.n_resumed else ""
     memo = f"; raw stages: {result.stages_computed} computed, {result.stages_from_memo} from the memo" if result.stages_computed + result.stages_from_memo else ""
-    return (f"\n{board}\n\n{result.n_fits} fits{resumed}{failed}{memo}\n"
-            f"best {scorer} = {result.best_score:.4f} ({result.best_candidate_id})\nrun log: {result.log_path}")
+    best = (f"best {scorer} = {result.best_score:.4f} ({result.best_candidate_id})" if not math.isnan(result.best_score)
+            else f"best {scorer}: none, no candidate scored on every fold")
+    workers = "".join(f"{line}\n" for line in _usage_lines(result.usage))
+    return (f"\n{board}\n\n{result.n_fits} fits{resumed}{failed}{memo}\n{workers}{best}\nrun log: {result.log_path}"
+            + (f"\n{_budget_reached(result, budget)}" if budget is not None and budget.stopped else ""))
+
+
+def _budget_reached(result: SearchResult, budget: Budget) -> str:
+    """One line: the budget stopped the run, how far it got, and how to go on."""
+    done = result.n_fits - int(result.cv_results["n_missing"].sum())
+    return (f"budget of {budget} reached: {done} of {result.n_fits} fits done (unfinished candidates rank last); "
+            f"continue with: python -m gridsearch run --resume {result.log_path} [--budget ...]")
+
+
+def _usage_lines(usage: Usage | None) -> list[str]:
+    """The run's worker time in one line, and a second one when fits were too short to keep the workers busy."""
+    if usage is None:
+        return []
+    if not usage.efficiency < OVERHEAD_BOUND:
+        return [usage.line()]
+    per_fit = (usage.fit_time + usage.score_time) / max(usage.fits, 1)
+    hint = (f"overhead-bound: a fit and its scoring took {per_fit * 1000:.1f} ms on average, and batches already grow to about "
+            f"{TARGET_TASK_SECONDS} s tasks (at most {MAX_BATCH} fits), so Dask's cost per task and the waits for data and "
+            "preprocessing dominate: give each fit more work (data.rows) or use fewer workers (cluster.workers)")
+    return [usage.line(), hint]
+
+
+def _stage_time(stages: Sequence[StageReport], plan: Plan) -> StageTime:
+    """The run's raw stage seconds, and what the records' ``prep_time`` holds of them (once per prefix group reading each)."""
+    readers = Counter(stage.id for group in plan.groups for stage in group.stages)
+    timed = [report for report in stages if not math.isnan(report.seconds)]
+    return StageTime(computed=sum((report.seconds for report in timed if not report.from_memo), 0.0),
+                     from_memo=sum((report.seconds for report in timed if report.from_memo), 0.0),
+                     in_prefixes=sum((report.seconds * readers[report.stage_id] for report in timed if not report.failed), 0.0))
 
 
 def _silent(*args: object) -> None:

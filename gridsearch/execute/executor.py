@@ -18,13 +18,15 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import dask
 from distributed import Client, Future, KilledWorker, LocalCluster, as_completed, wait
 from sklearn.base import BaseEstimator
 
 from gridsearch.errors import GridsearchError
-from gridsearch.execute.batching import FitBatch, FitCosts, Pending, fit_batches
+from gridsearch.execute.batching import BLOCK, BUDGET_BLOCK, FitBatch, FitCosts, Pending, fit_batches
+from gridsearch.execute.budget import Budget
 from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.tasks import FitSetup, failure, fit_batch, prepare, run_stage, stage_summary
 from gridsearch.log.records import FitRecord, RecordStamp, Status
@@ -35,8 +37,12 @@ from kampai.errors import KampaiError
 from kampai.ids import content_id
 
 CONNECT_TIMEOUT = "10s"
+TASKS_MODULE = fit_batch.__module__  # what every worker of a LocalCluster imports as it starts
 _ALONE = "alone"  # key prefix of a fit retried alone on the cluster after its batch's workers died
 _ALONE_ATTEMPTS = 3  # runs of a family alone when its inputs, not the family, kept dying beside a culprit
+# Dask keeps the last N messages each connection sent, for debugging (default 1 000): each holds whole fit
+# tasks, so over a long search the client's memory grew by ~1 MB per 1 000 fits until that many were kept.
+_SENT_MESSAGES_KEPT = {"distributed.admin.low-level-log-length": 50}
 
 
 @contextlib.contextmanager
@@ -50,7 +56,7 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
     """
     if cluster.address:
         try:
-            client = Client(cluster.address, timeout=CONNECT_TIMEOUT)
+            client = _client(cluster.address, timeout=CONNECT_TIMEOUT)
         except ValueError as exc:
             raise GridsearchError(f"cluster.address: {exc}; give a scheduler address such as tcp://127.0.0.1:8786") from None
         except (OSError, TimeoutError) as exc:
@@ -61,16 +67,24 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
         with client:
             yield client
         return
-    with local_cluster(cluster.workers, cluster.dashboard) as local, Client(local) as client:
+    with local_cluster(cluster.workers, cluster.dashboard) as local, _client(local) as client:
         yield client
+
+
+def _client(address: str | LocalCluster, **kwargs: Any) -> Client:
+    """A client whose connection keeps few sent messages (:data:`_SENT_MESSAGES_KEPT`)."""
+    with dask.config.set(_SENT_MESSAGES_KEPT):
+        return Client(address, **kwargs)
 
 
 def local_cluster(workers: int | None = None, dashboard: str | None = None) -> LocalCluster:
     """A loopback ``LocalCluster`` of single-threaded worker processes (one per core unless ``workers``).
 
+    Each worker imports the fit tasks' modules (scikit-learn, pandas, scipy: ~1 s) while it
+    starts, all at once, so the cluster's start-up holds them and its first task runs at once.
     Without ``dashboard`` (an address such as ``127.0.0.1:8787``) it serves none.
     """
-    with dask.config.set({"distributed.scheduler.worker-saturation": "inf"}), _workers_ignore_ctrl_c():
+    with dask.config.set({"distributed.scheduler.worker-saturation": "inf", **_SENT_MESSAGES_KEPT}), _workers_ignore_ctrl_c():
         return LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
@@ -79,6 +93,7 @@ def local_cluster(workers: int | None = None, dashboard: str | None = None) -> L
             dashboard_address=dashboard or "127.0.0.1:0",
             scheduler_kwargs={"dashboard": dashboard is not None},
             silence_logs=logging.CRITICAL,  # its own shutdown noise after Ctrl-C; task errors reach the client as exceptions
+            preload=[TASKS_MODULE],
         )
 
 
@@ -137,13 +152,15 @@ class StageReport:
     seconds: float
     failed: bool
     warnings: str | None = None
+    stage_id: str = ""  # the plan's RawStage.id: which prefix groups read it
 
 
 OnRecords = Callable[[Sequence[FitRecord]], None]
 OnStage = Callable[[StageReport], None]
 
 
-def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRecords, on_stage: OnStage) -> None:
+def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRecords, on_stage: OnStage,
+            budget: Budget | None = None) -> None:
     """Run every (candidate, fold) of ``work.plan`` for which ``pending`` is true.
 
     ``on_records(records)`` is called in the client as each fit batch completes,
@@ -157,18 +174,23 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     input of a family (its prefix, its rows) that died beside a culprit is computed again
     and the family retried: that death is not the family's.
 
+    With a ``budget``, a task is submitted only if it can end in time (:meth:`Budget.can_start`);
+    at the budget's limit what still runs is cancelled and the call returns. Cancelled fits are
+    not recorded: the log lacks them, so a resume runs them.
+
     Raises
     ------
     GridsearchError
         When the workers cannot rebuild the search's rows (e.g. a data file that differs
         from the client's); nothing is recorded for the fits that needed them.
     """
+    budget = Budget(None) if budget is None else budget
     inputs = _Inputs(client, work)
     costs = FitCosts()
     in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None, int]] = {}
     suspects: list[tuple[FitBatch, Future | None, int]] = []  # families to run alone, each with its attempt
     max_in_flight = 3 * max(1, sum(client.nthreads().values()))
-    finished = as_completed(loop=client.loop)
+    finished = as_completed(loop=client.loop, timeout=budget.remaining())  # raises TimeoutError at the budget's limit
     setup = work.fit_setup
 
     def watch(future: Future, what: FitBatch | RawStage, source: Future | None = None, attempt: int = 0) -> None:
@@ -187,7 +209,8 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     def collect(future: Future) -> None:
         _, what, source, attempt = in_flight.pop(future.key)
         if isinstance(what, RawStage):
-            on_stage(StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True))
+            report = StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True)
+            on_stage(replace(report, stage_id=what.id))
             return
         killed = future.status != "finished" and isinstance(future.exception(), KilledWorker)
         if killed and not future.key.startswith(_ALONE):
@@ -198,23 +221,29 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
             return
         records = future.result() if future.status == "finished" else _failed(what, future, work)
         costs.observe(what.cost_key, records, len(what.families))
+        budget.observe(records)
         on_records(records)
 
     try:
-        for batch in fit_batches(work.plan, pending, costs):
+        for batch in fit_batches(work.plan, pending, costs, BLOCK if budget.seconds is None else BUDGET_BLOCK):
+            if not budget.can_start(len(batch.items)):
+                break
             submit(batch, inputs.source(batch, watch))
         for future in finished:
             collect(future)
         while suspects:  # alone on the cluster: a worker's death is this family's own
             batch, source, attempt = suspects.pop(0)
+            if not budget.can_start(len(batch.items)):
+                break
             if source is not None:
                 _recompute_if_erred(client, source)
             submit(batch, source, attempt)
             for future in finished:
                 collect(future)
-    except BaseException:
+    except BaseException as exc:
         client.cancel([future for future, *_ in in_flight.values()])
-        raise
+        if not (isinstance(exc, TimeoutError) and budget.reached()):
+            raise
 
 
 class _Inputs:

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from gridsearch.errors import ConfigError
+from gridsearch.errors import ConfigError, GridsearchError
+from gridsearch.search.durations import parse_duration
 from kampai.data import SYNTHETIC_SOURCE
 from kampai.ids import did_you_mean
 
@@ -53,7 +54,32 @@ def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
+def _count_or(*words: str) -> Callable[[Any], str | None]:
+    return lambda value: None if value in words or (isinstance(value, int) and value >= 1) else f"not an integer >= 1 or {' or '.join(words)}"
+
+
+def _above_one(value: float) -> str | None:
+    return None if value > 1 else "must be > 1"
+
+
+def _duration(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_duration(value)
+    except GridsearchError:
+        return "not a positive duration"
+    return None
+
+
 _INT, _STR, _BOOL, _NONE = (int,), (str,), (bool,), (type(None),)
+_HALVING: dict[str, tuple[Any, ...]] = {  # search.<key> of successive halving, as scikit-learn's halving classes name them
+    "resource": (_STR, "n_samples", _non_empty, "'n_samples' or a step__param of the pipeline, e.g. model__n_estimators"),
+    "factor": ((int, float), 3, _above_one, "the share of candidates kept after each round, as 1/factor (> 1)"),
+    "min_resources": (_INT + _STR, "exhaust", _count_or("exhaust", "smallest"), "an integer >= 1, 'exhaust' or 'smallest'"),
+    "max_resources": (_INT + _STR, "auto", _count_or("auto"), "an integer >= 1 or 'auto' (every row)"),
+    "aggressive_elimination": (_BOOL, False, None, "true or false"),
+}
 _SCHEMA: dict[str, dict[str, _Field]] = {
     "data": {
         "source": _Field(_STR, SYNTHETIC_SOURCE, _non_empty, f"'{SYNTHETIC_SOURCE}' or a CSV/Parquet path"),
@@ -74,6 +100,10 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "n_iter": _Field(_INT + _NONE, None, _at_least(1), "null for grid search or a sample count >= 1"),
         "seed": _Field(_INT, 0, None, "an integer seed for random search"),
         "error_score": _Field((int, float, str) + _NONE, "nan", _error_score, "'raise', 'nan' or a number, as in scikit-learn"),
+        "budget": _Field((int, float, str) + _NONE, None, _duration,
+                         "null (no time limit), a number of seconds or a duration such as 90s, 30min, 1h, 1h30min"),
+        "strategy": _Field(_STR, "grid", _one_of("grid", "halving"), "'grid' (every candidate on every row) or 'halving'"),
+        **{key: _Field(*spec) for key, spec in _HALVING.items()},
     },
     "cv": {
         "folds": _Field(_INT, 5, _at_least(2), "an integer >= 2"),
@@ -131,6 +161,21 @@ class SpaceConfig:
     grids: tuple[Mapping[str, Any], ...]
     n_iter: int | None
     seed: int
+    halving: HalvingConfig | None = None  # None: every candidate on every row
+
+
+@dataclass(frozen=True)
+class HalvingConfig:
+    """``search.strategy: halving`` and its settings, with scikit-learn's names and meanings."""
+
+    resource: str
+    factor: float
+    min_resources: int | str
+    max_resources: int | str
+    aggressive_elimination: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _HALVING}
 
 
 @dataclass(frozen=True)
@@ -179,6 +224,7 @@ class SearchConfig:
     cache: CacheConfig
     log_dir: Path
     raw: Mapping[str, Any]
+    budget: float | None = None  # seconds (search.budget): a limit of each run, not part of the search
 
     def error(self, key: str, problem: str) -> ConfigError:
         """A :class:`ConfigError` located in this config."""
@@ -321,7 +367,8 @@ def _validate(source: str, raw: dict[str, Any], path: Path | None) -> SearchConf
         path=path,
         data=DataConfig(**sections["data"]),
         pipeline=_pipeline(source, sections["pipeline"]),
-        space=SpaceConfig(grids=_grids(source, sections["search"]["params"]), n_iter=sections["search"]["n_iter"], seed=sections["search"]["seed"]),
+        space=SpaceConfig(grids=_grids(source, sections["search"]["params"]), n_iter=sections["search"]["n_iter"], seed=sections["search"]["seed"],
+                          halving=_halving(source, sections["search"], raw.get("search") or {})),
         cv=CVConfig(**sections["cv"]),
         scoring=_scoring(source, top["scoring"]),
         error_score="raise" if error_score == "raise" else float("nan" if error_score is None else error_score),
@@ -330,7 +377,20 @@ def _validate(source: str, raw: dict[str, Any], path: Path | None) -> SearchConf
         cache=_cache(source, sections["cache"]),
         log_dir=Path(top["log"]),
         raw=raw,
+        budget=None if sections["search"]["budget"] is None else parse_duration(sections["search"]["budget"]),
     )
+
+
+def _halving(source: str, search: Mapping[str, Any], given: Mapping[str, Any]) -> HalvingConfig | None:
+    """The halving settings when ``search.strategy`` is ``halving``; a setting of it given otherwise is refused."""
+    if search["strategy"] != "halving":
+        for key in _HALVING:
+            if key in given:
+                raise ConfigError(source, f"search.{key}", "a setting of successive halving: set search.strategy: halving, or remove it")
+        return None
+    if search["budget"] is not None:
+        raise ConfigError(source, "search.budget", "not supported with search.strategy: halving yet (its rounds set the cost); remove it")
+    return HalvingConfig(**{key: search[key] for key in _HALVING})
 
 
 def _reject_unknown(source: str, where: str, mapping: Mapping[str, Any], allowed: list[str]) -> None:

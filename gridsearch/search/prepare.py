@@ -55,8 +55,9 @@ class PreparedSearch:
 
     @property
     def scope(self) -> dict[str, Any]:
-        """What the search id hashes: the inputs' scope and the scorers."""
-        return {**self.inputs.scope, "scoring": list(self.config.scoring)}
+        """What the search id hashes: the inputs' scope and the scorers (and the halving settings of a halving search)."""
+        halving = self.config.space.halving
+        return {**self.inputs.scope, "scoring": list(self.config.scoring), **({} if halving is None else {"halving": halving.as_dict()})}
 
     @property
     def log_path(self) -> Path:
@@ -75,12 +76,29 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     inputs = load_inputs(cfg)
     _check_memo_stages(cfg, inputs.pipeline)
     space = expand(cfg, inputs.pipeline, inputs.scope)
+    _check_resource(cfg, inputs.pipeline)
+    halving = () if cfg.space.halving is None else (cfg.space.halving.as_dict(),)  # a grid search's id is as it was
     return PreparedSearch(
         inputs=inputs,
-        search_id=content_id(inputs.scope, list(cfg.scoring)),
+        search_id=content_id(inputs.scope, list(cfg.scoring), *halving),
         space=space,
         plan=make_plan(space, inputs.pipeline, cfg.cv.folds, inputs.scope),
     )
+
+
+def _check_resource(cfg: SearchConfig, pipeline: BaseEstimator) -> None:
+    """A halving resource other than rows must be a parameter of the pipeline that no grid searches."""
+    halving = cfg.space.halving
+    if halving is None or halving.resource == "n_samples":
+        return
+    known = list(pipeline.get_params())
+    if halving.resource not in known:
+        raise cfg.error("search.resource", f"{halving.resource!r} is not a parameter of the pipeline{did_you_mean(halving.resource, known)} "
+                        "(give n_samples or a step__param such as model__n_estimators)")
+    if any(halving.resource in grid for grid in cfg.space.grids):
+        raise cfg.error("search.resource", f"{halving.resource!r} is also searched in search.params: the rounds set it; remove it there")
+    if halving.max_resources == "auto":
+        raise cfg.error("search.max_resources", f"give the largest {halving.resource} to reach (auto means every row: resource n_samples only)")
 
 
 def _check_memo_stages(cfg: SearchConfig, pipeline: BaseEstimator) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from gridsearch.execute import batching
 from gridsearch.execute.batching import MAX_BATCH, TARGET_TASK_SECONDS, FitBatch, FitCosts, fit_batches
 from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
 from gridsearch.search.plan import FitFamily, Plan, PrepGroup
@@ -124,14 +123,13 @@ def test_costlier_kinds_come_first_within_a_block_and_fold() -> None:
     assert order == [(0, "unknown"), (0, "unknown"), (0, "costly"), (0, "cheap"), (1, "unknown"), (1, "unknown"), (1, "costly"), (1, "cheap")]
 
 
-def test_blocks_of_candidates_walk_every_fold_before_the_next_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A block closes once it holds BLOCK candidates, at a family's end; groups come one after another."""
-    monkeypatch.setattr(batching, "BLOCK", 4)
+def test_blocks_of_candidates_walk_every_fold_before_the_next_block() -> None:
+    """A block closes once it holds ``block_size`` candidates, at a family's end; groups come one after another."""
     first = [_family("forest", "a", 3, 2, 1), _family("ridge", "b"), _family("forest", "c", 2, 1), _family("ridge", "d")]
     plan = _plan(first, [_family("ridge", "e")], folds=2)
     costs = FitCosts(by_kind={"forest": 1e-9, "ridge": 1e-9})  # known and equal: one batch per (block, fold, kind)
     walk = [(batch.group_index, batch.fold, [family.items[0].candidate_id for family in batch.families])
-            for batch in fit_batches(plan, _all, costs)]
+            for batch in fit_batches(plan, _all, costs, block_size=4)]
     assert walk == [
         (0, 0, ["a/3"]), (0, 0, ["b"]), (0, 1, ["a/3"]), (0, 1, ["b"]),  # block a, b: 4 candidates
         (0, 0, ["c/2"]), (0, 0, ["d"]), (0, 1, ["c/2"]), (0, 1, ["d"]),  # the rest, 3 candidates

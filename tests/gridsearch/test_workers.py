@@ -16,7 +16,7 @@ import pytest
 from distributed import Client
 
 import gridsearch
-from gridsearch.execute.engine import _work
+from gridsearch.execute.engine import search_work
 from gridsearch.execute.executor import execute
 from gridsearch.execute.workers import environment
 from gridsearch.log.records import FitRecord, Status
@@ -103,7 +103,7 @@ def _execute(address: str, search: gridsearch.PreparedSearch) -> list[FitRecord]
     """Every fit of a prepared search, run on ``address`` by its own client; the records."""
     records: list[FitRecord] = []
     with Client(address, timeout="20s") as client:
-        execute(client, _work(search), lambda candidate_id, fold: True, records.extend, lambda report: None)
+        execute(client, search_work(search), lambda candidate_id, fold: True, records.extend, lambda report: None)
     return records
 
 
@@ -124,8 +124,8 @@ def test_data_workers_read_makes_workers_read_the_file_and_ship_sends_the_client
                                                              cv={"folds": 3, "shuffle": True, "seed": seed}))
                 for mode, seed in (("read", 0), ("ship", 1))}
     assert searches["read"].search_id != searches["ship"].search_id
-    assert searches["read"].inputs.frame is None and _work(searches["read"]).rows.args[1] is None  # rebuild(spec, frame)
-    pd.testing.assert_frame_equal(_work(searches["ship"]).rows.args[1], load_dataset(str(data)))
+    assert searches["read"].inputs.frame is None and search_work(searches["read"]).rows.args[1] is None  # rebuild(spec, frame)
+    pd.testing.assert_frame_equal(search_work(searches["ship"]).rows.args[1], load_dataset(str(data)))
     expected = searches["read"].inputs.data_fingerprint
     assert searches["ship"].inputs.data_fingerprint == expected
 
