@@ -17,11 +17,13 @@ _MORE = """  python -m gridsearch top runs
   python -m gridsearch show runs <candidate id prefix>
   python -m gridsearch export runs/<search id> --to results.parquet
   python -m gridsearch promote runs/<search id> --top 3
+  python -m gridsearch curve runs/<search id> --top 3 --sizes 0.1,0.3,1.0
   python -m gridsearch predict --model models:/taxifare@champion --input new.csv --output preds.csv
   python -m gridsearch registry --csv promoted.csv
   python -m gridsearch cache info
   python -m gridsearch report runs --to report.html
   python -m gridsearch explain conf/search.yaml --candidate <candidate id prefix> --fold 0
+  python -m gridsearch estimate conf/search.yaml --budget 1h
 """
 
 
@@ -53,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", metavar="ADDRESS",
                      help="address of a running Dask scheduler (default: start a LocalCluster on 127.0.0.1)")
     run.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: one per core)")
+    run.add_argument("--budget", metavar="DURATION",
+                     help="time limit of this run, e.g. 90s, 30min, 1h30min: no fit is started that would not end in time, what "
+                     "still runs at the limit is cancelled, and the fits done are ranked (overrides search.budget; a --resume "
+                     "has no limit unless given one)")
     run.add_argument("--dry-run", action="store_true",
                      help="validate and count candidates, fits and shared preprocessing; compute nothing")
     run.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default: 10)")
@@ -63,10 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_cache(commands)
     _add_promote(commands)
+    _add_curve(commands)
     _add_predict(commands)
     _add_registry(commands)
     _add_report(commands)
     _add_explain(commands)
+    _add_estimate(commands)
     return parser
 
 
@@ -112,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         overrides["cluster.address"] = args.scheduler
     if args.workers is not None:
         overrides["cluster.workers"] = args.workers
+    if args.budget is not None:
+        overrides["search.budget"] = args.budget
     config = config_of_log(args.resume, **overrides) if args.resume else load_config(args.config, overrides)
     if args.dry_run:
         search = prepare_search(config)
@@ -163,6 +173,8 @@ def _add_top(commands: argparse._SubParsersAction) -> None:
     top.add_argument("log", metavar="LOG", help="a search's log directory, or a log root such as runs")
     top.add_argument("-n", type=int, default=10, metavar="N", help="rows to show (default: 10)")
     top.add_argument("--metric", metavar="NAME", help="scorer to rank by, e.g. r2 (default: the search's first scorer)")
+    top.add_argument("--round", dest="round_", type=int, metavar="K",
+                     help="of a halving search: rank the candidates of round K (default: the last round)")
     top.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     top.set_defaults(handler=_top)
 
@@ -170,7 +182,7 @@ def _add_top(commands: argparse._SubParsersAction) -> None:
 def _top(args: argparse.Namespace) -> int:
     from gridsearch.log.query import to_json, top
 
-    board = top(args.log, n=args.n, metric=args.metric)
+    board = top(args.log, n=args.n, metric=args.metric, round_=args.round_)
     print(to_json(board) if args.json else board)
     return 0
 
@@ -238,7 +250,8 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
         "under registry.model_name, with its code and pip requirements so it loads where this project is not "
         "installed). The best version promoted from the search gets registry.alias (champion). Promoting again "
         "finds the runs it wrote. The store is registry.tracking_uri, else $MLFLOW_TRACKING_URI, else "
-        "sqlite:///mlflow.db in the working directory.",
+        "sqlite:///mlflow.db in the working directory. A search class's log (log=) refits from the estimator and "
+        "rows it keeps, as scikit-learn refits best_estimator_.",
         epilog="examples:\n  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --top 3\n"
         "  python -m gridsearch promote runs --top 3            # a log root holding one search\n"
         "  python -m gridsearch promote runs/3f2a9c1d0e4b5a67 --candidate 9b1e --candidate 04c7\n"
@@ -260,6 +273,9 @@ def _add_promote(commands: argparse._SubParsersAction) -> None:
     promote.add_argument("--allow-code-change", action="store_true",
                          help="refit even if the code differs from the code that scored the candidates (recorded in the run)")
     promote.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking store (overrides the config and $MLFLOW_TRACKING_URI)")
+    promote.add_argument("--trust-types", action="store_true",
+                         help="a search class's log: load its kept estimator even if it holds types of other packages than numpy, "
+                         "scipy, sklearn, pandas and this project (loading runs their code); only if you trust who wrote the log")
     promote.set_defaults(handler=_promote)
 
 
@@ -267,7 +283,39 @@ def _promote(args: argparse.Namespace) -> int:
     from gridsearch.registry.promote import promote, summary
 
     print(summary(promote(args.log, top=args.top, candidates=args.candidates, allow_code_change=args.allow_code_change,
-                          tracking_uri=args.tracking_uri, all_runs=args.all_runs, tag_code=args.tag_code, tag_dirty=args.tag_dirty)))
+                          tracking_uri=args.tracking_uri, all_runs=args.all_runs, tag_code=args.tag_code, tag_dirty=args.tag_dirty,
+                          trust_types=args.trust_types)))
+    return 0
+
+
+def _add_curve(commands: argparse._SubParsersAction) -> None:
+    curve = _command(
+        commands,
+        "curve",
+        help="learning curves: score and fit time of a search's best candidates against their training rows",
+        description="Fit the best candidates of a search (or those named) on the first N train rows of each of its "
+        "folds, for each size, and score them on the fold's test rows, as sklearn.model_selection.learning_curve "
+        "does (without shuffling). The fits run on Dask, each preprocessing once per size and fold, and are logged "
+        "in <search log>/curve/, apart from the search's own records; 'report' draws them. Running it again fits "
+        "only what that log lacks.",
+        epilog="examples:\n  python -m gridsearch curve runs/3f2a9c1d0e4b5a67 --top 3 --sizes 0.1,0.3,1.0\n"
+        "  python -m gridsearch curve runs/3f2a9c1d0e4b5a67 --candidate 9b1e --sizes 100,400,1600",
+    )
+    curve.add_argument("log", metavar="LOG", help="a search's run log directory, runs/<search id>")
+    which = curve.add_mutually_exclusive_group()
+    which.add_argument("--top", type=int, default=3, metavar="N", help="the N best fully scored candidates (default: 3)")
+    which.add_argument("--candidate", dest="candidates", action="append", metavar="ID",
+                       help="this candidate instead (id or unique prefix, see 'top'); repeatable")
+    curve.add_argument("--sizes", default="0.1,0.3,1.0", metavar="S,S,...",
+                       help="training rows per fold: fractions in (0, 1] of fold 0's train rows, or row counts (default: 0.1,0.3,1.0)")
+    curve.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler (default: the config's cluster)")
+    curve.set_defaults(handler=_curve)
+
+
+def _curve(args: argparse.Namespace) -> int:
+    from gridsearch.execute.curve import curve, parse_sizes
+
+    print(curve(args.log, top=args.top, sizes=parse_sizes(args.sizes), candidates=args.candidates, scheduler=args.scheduler))
     return 0
 
 
@@ -416,4 +464,38 @@ def _explain(args: argparse.Namespace) -> int:
     from gridsearch.view.explain import explain
 
     print(explain(load_config(args.config, parse_overrides(args.overrides)), candidate=args.candidate, fold=args.fold, rows=args.rows))
+    return 0
+
+
+def _add_estimate(commands: argparse._SubParsersAction) -> None:
+    estimate = _command(
+        commands,
+        "estimate",
+        help="predict a search's wall time on this cluster, and the largest data.rows within a time budget",
+        description="Fit each distinct (preprocessing, model kind) of the search on a few growing row counts on the cluster "
+        "(a pilot of seconds), fit seconds = a * rows^b to each, and count the plan's work as the engine runs it (shared "
+        "stages and prefixes, fits along n_estimators, batched tasks). Prints the predicted wall time as configured, the "
+        "largest data.rows within the budget, and both per model kind.",
+        epilog="examples:\n  python -m gridsearch estimate conf/search.yaml --budget 1h\n"
+        "  python -m gridsearch estimate conf/search.yaml --budget 30min --set data.rows=100000\n"
+        "  python -m gridsearch estimate conf/search.yaml --budget 1h30min --scheduler tcp://127.0.0.1:8786",
+    )
+    estimate.add_argument("config", help="search YAML, e.g. conf/search.yaml")
+    estimate.add_argument("--budget", default="1h", metavar="DURATION", help="time budget, e.g. 90s, 30min, 1h, 1h30min (default: 1h)")
+    estimate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a config value (YAML syntax), e.g. --set data.rows=50000; repeatable")
+    estimate.add_argument("--scheduler", metavar="ADDRESS", help="address of a running Dask scheduler (default: the config's cluster)")
+    estimate.add_argument("--pilot-rows", type=int, metavar="N",
+                          help="training rows of the pilot's largest fits (default: a configured fold's, at most 50000)")
+    estimate.set_defaults(handler=_estimate)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from gridsearch.execute.estimate import estimate
+    from gridsearch.search.config import load_config, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    if args.scheduler:
+        overrides["cluster.address"] = args.scheduler
+    print("\n".join(estimate(load_config(args.config, overrides), args.budget, pilot_rows=args.pilot_rows).lines()))
     return 0

@@ -15,6 +15,7 @@ import secrets
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from gridsearch.execute.progress import Progress
 from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.workers import check_workers_once, object_modules, ship_modules
 from gridsearch.log.records import FitRecord, RecordStamp, SearchMeta, Status
+from gridsearch.log.refit_inputs import keep_refit_inputs
 from gridsearch.log.runlog import RunLog, read_log
 from gridsearch.search.dataset import Dataset, Folds
 from gridsearch.search.grids import Candidate
 from gridsearch.search.plan import Plan, final_step_name, make_plan
+from gridsearch.search.space import resolve, step_names
 from kampai.ids import content_id
 from kampai.provenance import code_version
 
@@ -70,18 +73,24 @@ class EngineSearch:
     def names(self) -> tuple[str, ...]:
         return tuple(self.scorer._scorers) if isinstance(self.scorer, _MultimetricScorer) else (SINGLE,)
 
-    def evaluate(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> list[dict[str, Any]]:
-        """Fit and score every candidate on every fold; scikit-learn's result dict for each, candidates first."""
+    def evaluate(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds, search_id: str, log_id: str | None = None,
+                 round_: int | None = None) -> list[dict[str, Any]]:
+        """Fit and score every candidate on every fold; scikit-learn's result dict for each, candidates first.
+
+        ``search_id`` is :meth:`search_id`'s for this call (its candidates' ids are
+        :func:`candidate_ids`). ``log_id`` names the run log directory (default: ``search_id``):
+        the rounds of one halving fit share one, and their records say their ``round_`` and
+        ``fit_rows``.
+        """
         _check_names(self.estimator, candidate_params)
         dataset = Dataset(self.X, self.y, folds, self.fit_params, self.score_params, get_tags(self.estimator).input_tags.pairwise)
-        search_id = self._search_id(candidate_params, folds)
-        candidates = [Candidate(content_id(search_id, index), dict(params)) for index, params in enumerate(candidate_params)]
+        candidates = [Candidate(id_, dict(params)) for id_, params in zip(candidate_ids(search_id, len(candidate_params)), candidate_params)]
         share_prefix, split_stages = self._sharing()
         plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=split_stages)
         if len(plan.groups) == 1 and self.cache is None:  # raw stages pay off when groups share them or the memo keeps them
             plan = replace(plan, groups=(replace(plan.groups[0], stages=()),))
         work = self._work(search_id, dataset, plan)
-        records = self._run(work, plan, candidates)
+        records = self._run(work, plan, candidates, _LogTarget(log_id or search_id, round_, tuple(len(train) for train, _ in folds)))
         lost = sum(record.status is Status.LOST for record in records.values())
         if lost:
             raise GridsearchError(f"{lost} fits were lost with their workers; fit again to redo them"
@@ -124,13 +133,14 @@ class EngineSearch:
         except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): rows that match no other
             return secrets.token_hex(8)
 
-    def _search_id(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> str:
-        """A hash of everything that defines the work, so that fitting the same search again resumes its log."""
+    def search_id(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds, settings: Mapping[str, Any] | None = None) -> str:
+        """A hash of everything that defines the work (and the search's ``settings``), so that fitting
+        the same search again resumes its log; random without a log."""
         if self.log is None:
             return secrets.token_hex(8)
         try:
             return joblib.hash([self.estimator, list(candidate_params), folds, self.data_fingerprint, self.scorer,
-                                self.error_score, self.return_train_score])[:16]
+                                self.error_score, self.return_train_score, settings])[:16]
         except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): a new search each time
             return secrets.token_hex(8)
 
@@ -144,20 +154,23 @@ class EngineSearch:
         return SearchWork(stamp=stamp, rows=partial(_held, dataset), pipeline=self.estimator, plan=plan, rows_id=rows_id,
                           memo_location=memo, memo_stages=None, scoring=scoring)
 
-    def _run(self, work: SearchWork, plan: Plan, candidates: Sequence[Candidate]) -> dict[tuple[str, int], FitRecord]:
+    def _run(self, work: SearchWork, plan: Plan, candidates: Sequence[Candidate], target: _LogTarget) -> dict[tuple[str, int], FitRecord]:
         """The records of every (candidate, fold): those the log holds already, then the new ones."""
         order = {candidate.id: (index, candidate.params) for index, candidate in enumerate(candidates)}  # for verbose > 1
         records: dict[tuple[str, int], FitRecord] = {}
-        log_path = None if self.log is None else Path(self.log) / work.stamp.search_id
+        log_path = None if self.log is None else Path(self.log) / target.log_id
         if log_path is not None and log_path.is_dir():
-            records = {key: record for key, record in _logged(log_path, work.stamp).items() if record.status is not Status.LOST}
+            records = {key: record for key, record in _logged(log_path, work.stamp).items()
+                       if record.status is not Status.LOST and key[0] in order}
         progress = Progress(self.names[0], plan.folds, plan.n_fits, len(records), self.verbose > 0)
-        meta = SearchMeta(work.stamp.search_id, self.names, plan.folds, train_scored=self.return_train_score)
+        meta = SearchMeta(target.log_id, self.names, plan.folds, data_fingerprint=self.data_fingerprint,
+                          code_version=code_version().as_dict(), created=datetime.now(UTC).isoformat(),
+                          train_scored=self.return_train_score)
         log = None if log_path is None else RunLog(log_path, meta)
 
         def on_records(batch: Sequence[FitRecord]) -> None:
             if log is not None:
-                log.append(batch)
+                log.append([target.stamped(record) for record in batch])
             records.update({(record.candidate_id, record.fold): record for record in batch})
             progress.update(batch)
             if self.verbose > 1:
@@ -168,6 +181,9 @@ class EngineSearch:
             check_workers_once(self.client)
             ship_modules(self.client, object_modules(self._sent_objects(candidates)))
             execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, _ignore_stage)
+            # what promote refits from, once per log directory; a log with a config (gridsearch run's halving) refits from that
+            if log_path is not None and log_path.is_dir() and SearchMeta.read(log_path).config is None:
+                keep_refit_inputs(log_path, self.estimator, [c.params for c in candidates], self.X, self.y, self.fit_params)
         finally:
             progress.close()
             if log is not None:
@@ -227,18 +243,39 @@ class EngineSearch:
                                   f"{self.error_score}. Details: \n{line.removeprefix('ScorerError: ')}", UserWarning, stacklevel=4)
 
 
+@dataclass(frozen=True)
+class _LogTarget:
+    """Where one ``evaluate_candidates`` call's records go: the log directory's id, the halving
+    round (None: a search of one round) and each fold's training rows."""
+
+    log_id: str
+    round_: int | None
+    train_rows: tuple[int, ...]
+
+    def stamped(self, record: FitRecord) -> FitRecord:
+        """``record`` as the log keeps it: under the log's search id, with its round and rows in a halving search."""
+        if self.round_ is None:
+            return replace(record, search_id=self.log_id)
+        return replace(record, search_id=self.log_id, round=self.round_, fit_rows=self.train_rows[record.fold])
+
+
+def candidate_ids(search_id: str, count: int) -> list[str]:
+    """The run log's ids of the candidates of one :meth:`EngineSearch.evaluate` call, in its order."""
+    return [content_id(search_id, index) for index in range(count)]
+
+
 def _check_names(estimator: BaseEstimator, candidate_params: Sequence[Mapping[str, Any]]) -> None:
     """Raise scikit-learn's own error for a parameter the estimator does not have, before any work.
 
     ``set_params`` is tried once per distinct set of names (and classes of the estimators
     swapped in), as scikit-learn would call it on every fit, outside the fit's failure handling.
     """
-    seen = set()
+    seen, steps = set(), step_names(estimator)
     for params in candidate_params:
         shape = tuple(sorted((name, type(value).__qualname__ if hasattr(value, "get_params") else "") for name, value in params.items()))
         if shape not in seen:
             seen.add(shape)
-            clone(estimator).set_params(**clone(dict(params), safe=False))
+            clone(estimator).set_params(**resolve(clone(dict(params), safe=False), steps))  # import paths of steps, as the workers build them
 
 
 def _train_said(train: Mapping[str, float] | None, name: str) -> str:

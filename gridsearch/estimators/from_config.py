@@ -4,6 +4,7 @@ The config is validated, loaded and expanded as ``gridsearch run`` does it; its 
 become the class's grid (one point each, in the run's order) with whole steps given as
 import paths built into estimators, and its folds the class's ``cv``. So ``search.fit(X, y)``
 gives the ``cv_results_`` scores that :func:`gridsearch.run` gives for the same file.
+:func:`halving_from_config` is what ``gridsearch run`` fits for ``search.strategy: halving``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from distributed import Client
+
+from gridsearch.estimators.halving import HalvingGridSearchCV
 from gridsearch.estimators.search_cv import GridSearchCV
 from gridsearch.search.config import SearchConfig
-from gridsearch.search.prepare import prepare_search
+from gridsearch.search.prepare import PreparedSearch, prepare_search
 from gridsearch.search.space import resolve, step_names
 
 
@@ -34,3 +38,21 @@ def from_config(config: str | os.PathLike[str] | SearchConfig, **overrides: Any)
     estimator = GridSearchCV(search.pipeline, grid, scoring=list(cfg.scoring), refit=cfg.scoring[0], cv=list(search.dataset.folds),
                              error_score=cfg.error_score, client=cfg.cluster.address, cache=cfg.cache.dir)
     return estimator, search.dataset.X, search.dataset.y
+
+
+def halving_from_config(search: PreparedSearch, client: Client, verbose: int = 0) -> HalvingGridSearchCV:
+    """A prepared halving search as :class:`HalvingGridSearchCV`, logging every round into the search's own log.
+
+    Its candidates stay as the config gives them (whole steps as import paths, which the
+    workers build), so the log's params are the config's; it ranks on the first scorer, scores
+    no train rows (as ``gridsearch run`` does not), and does not refit: ``promote`` refits the winners.
+    """
+    cfg, halving = search.config, search.config.space.halving
+    if halving is None:
+        raise ValueError("halving_from_config needs a search with search.strategy: halving")
+    grid = [{name: [value] for name, value in candidate.params.items()} for candidate in search.candidates]
+    estimator = HalvingGridSearchCV(search.pipeline, grid, **halving.as_dict(), cv=list(search.dataset.folds), scoring=list(cfg.scoring),
+                                    refit=False, error_score=cfg.error_score, return_train_score=False, random_state=cfg.space.seed,
+                                    verbose=verbose, client=client, cache=cfg.cache.dir, log=cfg.log_dir)
+    estimator._log_name = search.search_id
+    return estimator

@@ -35,7 +35,7 @@ from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.fixes import parse_version
 from sklearn.utils.validation import _check_method_params
 
-from gridsearch.estimators.evaluate import EngineSearch
+from gridsearch.estimators.evaluate import EngineSearch, candidate_ids
 from gridsearch.estimators.session import search_client
 
 _RETURN = "return" if parse_version(sklearn.__version__) >= parse_version("1.9") else "returned"  # its wording, which 1.9 changed
@@ -53,7 +53,9 @@ class EngineSearchCV(BaseSearchCV):
     else one local cluster per process, see :mod:`gridsearch.estimators.session`).
     ``cache``: a directory where raw preprocessing stages are memoised across fits (off by
     default). ``log``: a directory holding one run log per search; fitting the same search
-    on the same data again resumes it (off by default).
+    on the same data again resumes it (off by default). After ``fit``, ``_candidate_ids`` are
+    the run log's ids of the ``cv_results_`` rows (private: scikit-learn's tests require a
+    search class to have exactly ``BaseSearchCV``'s fitted attributes).
     """
 
     client: Client | str | None
@@ -80,7 +82,7 @@ class EngineSearchCV(BaseSearchCV):
         engine = EngineSearch(base, X, y, routed.estimator.fit, routed.scorer.score, scorer, self.error_score, self.return_train_score,
                               search_client(self.client), None if self.cache is None else Path(self.cache),
                               None if self.log is None else Path(self.log), self.verbose)
-        evaluation = _Evaluation(self, engine, routed.splitter.split)
+        evaluation = _Evaluation(self, engine, routed.splitter.split, refit_metric)
         if "callback_ctx" in inspect.signature(self._run_search).parameters:  # scikit-learn >= 1.9's halving needs one
             self._run_search(evaluation, callback_ctx=self._init_callback_context(max_subtasks=None))
         else:
@@ -100,6 +102,7 @@ class EngineSearchCV(BaseSearchCV):
             self._refit(base, X, y, routed.estimator.fit)
         self.scorer_ = scorer._scorers if hasattr(scorer, "_scorers") else scorer
         self.cv_results_ = results
+        self._candidate_ids = evaluation.ids
         return self
 
     def __sklearn_clone__(self) -> Self:
@@ -130,10 +133,19 @@ class EngineSearchCV(BaseSearchCV):
 
 
 class _Evaluation:
-    """The ``evaluate_candidates`` callback ``_run_search`` calls, once or (halving) once per round."""
+    """The ``evaluate_candidates`` callback ``_run_search`` calls, once or (halving) once per round.
 
-    def __init__(self, search: EngineSearchCV, engine: EngineSearch, split_params: Mapping[str, Any]) -> None:
+    Every call of one ``fit`` logs into one run log, named after the first call's work and the
+    search's settings (or ``search._log_name``, which ``gridsearch run`` sets to its search id). With several scorers the results it returns also hold
+    ``mean_test_score``, the ranking scorer's (``refit``'s, else the first), which scikit-learn's
+    halving reads to choose who goes on; ``cv_results_`` does not.
+    """
+
+    def __init__(self, search: EngineSearchCV, engine: EngineSearch, split_params: Mapping[str, Any], refit_metric: Any) -> None:
         self._search, self._engine, self._split_params = search, engine, split_params
+        self.ranking = refit_metric if isinstance(refit_metric, str) and refit_metric in engine.names else engine.names[0]
+        self.log_id: str | None = None
+        self.ids: list[str] = []
         self.candidates: list[dict[str, Any]] = []
         self.out: list[dict[str, Any]] = []
         self.more: dict[str, list[Any]] = {}
@@ -149,18 +161,33 @@ class _Evaluation:
             raise ValueError(f"cv.split and cv.get_n_splits {_RETURN} inconsistent results. Expected {search.n_splits_} splits, got {len(folds)}")
         if search.verbose > 0:
             print(f"Fitting {len(folds)} folds for each of {len(candidates)} candidates, totalling {len(folds) * len(candidates)} fits")
-        out = engine.evaluate(candidates, folds) if candidates and folds else []
+        search_id = engine.search_id(candidates, folds)
+        if self.log_id is None:
+            self.log_id = getattr(search, "_log_name", None) or engine.search_id(candidates, folds, _settings(search))
+        rounds = (more_results or {}).get("iter")
+        out = engine.evaluate(candidates, folds, search_id, self.log_id, int(rounds[0]) if rounds else None) if candidates and folds else []
         if not out:
             raise ValueError("No fits were performed. Was the CV iterator empty? Were there no candidates?")
         _warn_or_raise_about_fit_failures(out, search.error_score)
         if callable(search.scoring):
             _insert_error_scores(out, search.error_score)
         self.candidates.extend(candidates)
+        self.ids.extend(candidate_ids(search_id, len(candidates)))
         self.out.extend(out)
         for key, values in (more_results or {}).items():
             self.more.setdefault(key, []).extend(values)
         self.results = search._format_results(self.candidates, search.n_splits_, self.out, self.more)
-        return self.results
+        ranked = f"mean_test_{self.ranking}"
+        return self.results if ranked not in self.results else {**self.results, "mean_test_score": self.results[ranked]}
+
+
+# arguments that change no result, and the estimator, which the log's name hashes as cloned (a clone hashes apart from its original)
+_NOT_DEFINING = frozenset({"client", "cache", "log", "verbose", "n_jobs", "pre_dispatch", "estimator"})
+
+
+def _settings(search: EngineSearchCV) -> dict[str, Any]:
+    """The search's own arguments that define its results, besides its estimator (its run log's name hashes them)."""
+    return {name: value for name, value in search.get_params(deep=False).items() if name not in _NOT_DEFINING}
 
 
 def _check_pairwise(estimator: Any, X: Any) -> None:

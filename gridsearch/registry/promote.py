@@ -7,7 +7,10 @@ the config keeps one (``data.test_size``), and logged by :mod:`kampai.registry` 
 with a registered model version, a child of the search's parent run
 (:mod:`gridsearch.registry.parent`). The best version promoted from the search gets the
 config's alias (``registry.alias``, ``champion`` by default). ``tag_code`` labels the
-search's git commit, so the code of a model can be checked out by name.
+search's git commit, so the code of a model can be checked out by name. A search class's log
+(``log=``) has no config: its winners are refitted from the estimator and rows it keeps
+(:mod:`gridsearch.log.refit_inputs`), as scikit-learn refits ``best_estimator_``, and
+registered under the config's defaults.
 """
 
 from __future__ import annotations
@@ -39,8 +42,7 @@ from gridsearch.registry.parent import (
     run_name,
     search_parent,
 )
-from gridsearch.registry.refit import refit_all
-from gridsearch.search.config import SearchConfig
+from gridsearch.registry.refit import refit_origin
 from kampai.ids import matching
 from kampai.provenance import CodeVersion, code_version
 
@@ -115,6 +117,7 @@ def promote(
     tag_code: str | None = None,
     tag_dirty: bool = False,
     code_repo: str | os.PathLike[str] | None = None,
+    trust_types: bool = False,
 ) -> Promotions:
     """Refit the chosen candidates of a search and log each to MLflow with a registered model.
 
@@ -149,6 +152,10 @@ def promote(
         that scored it).
     code_repo : path, optional
         The git repository to tag in (default: the checkout this code is imported from).
+    trust_types : bool
+        A search class's log: load its kept estimator even though it holds types of other
+        packages than numpy, scipy, scikit-learn, pandas and this project (e.g. your own
+        module's transformer), whose code loading it runs. Only for a log whose writer you trust.
 
     Returns
     -------
@@ -171,21 +178,23 @@ def promote(
     meta, records = _read_search(log_path)
     table = _ranked(records, meta)
     winners = _choose(table, log_path, meta, top, candidates)
-    config = meta.search_config(log_path)
+    origin = refit_origin(meta, log_path, trust_types)
+    registry = origin.registry
     current = code_version()
     tagged_sha = commit_to_tag(meta, records, tag_code, tag_dirty, code_repo) if tag_code else None
-    store = open_store(tracking_uri or config.registry.tracking_uri)
-    model_name = config.registry.model_name
+    store = open_store(tracking_uri or registry.tracking_uri)
+    model_name = registry.model_name
 
     found = {cid: store.find(_key(meta, cid), model_name) for cid in winners["candidate_id"]}
     todo = winners[[found[cid] is None for cid in winners["candidate_id"]]]
     scored_by = code_change(meta, records, todo, current, log_path, allow_code_change) if len(todo) else None
-    refits = refit_all(config, meta, todo, meta.scoring) if len(todo) else {}
+    refits = origin.refit(todo) if len(todo) else {}
 
     parent_id, parent_created = _parent(store, model_name, meta, records, table, log_path)
     experiment_id = store.experiment(model_name)
     try:
-        done = _log_models(store, model_name, config, meta, records, winners, found, refits, current, scored_by, parent_id, tag_code)
+        done = _log_models(store, model_name, origin.target, meta, records, winners, found, refits, current, scored_by, parent_id,
+                           tag_code)
     except Exception:
         if parent_created and not children_of(store, experiment_id, parent_id):
             store.discard(parent_id)
@@ -198,9 +207,9 @@ def promote(
     if tag_code and tagged_sha:
         record_tag(store, model_name, tag_code, tagged_sha, meta, [parent_id, *(r.run_id for _, r in done)], code_repo)
 
-    champion = store.set_best_alias(model_name, config.registry.alias, {f"{TAG}search_id": meta.search_id},
+    champion = store.set_best_alias(model_name, registry.alias, {f"{TAG}search_id": meta.search_id},
                                     f"mean_test_{meta.scoring[0]}")
-    alias = (config.registry.alias, champion)
+    alias = (registry.alias, champion)
     items = tuple(_promotion(meta.search_id, row, registered, model_name, store.uri, alias, parent_id) for row, registered in done)
     return Promotions(items, meta.search_id, model_name, store.uri, parent_id, parent_created, logged, children_seconds, tag_code)
 
@@ -285,7 +294,7 @@ def _parent(store: Any, model_name: str, meta: SearchMeta, records: pd.DataFrame
         return ensure_parent(store, model_name, search_parent(meta, records, table, log_path, Path(directory) / RESULTS_ARTIFACT))
 
 
-def _log_models(store: Any, model_name: str, config: SearchConfig, meta: SearchMeta, records: pd.DataFrame, winners: pd.DataFrame,
+def _log_models(store: Any, model_name: str, target: str | None, meta: SearchMeta, records: pd.DataFrame, winners: pd.DataFrame,
                 found: Mapping[str, Any], refits: Mapping[str, Any], current: CodeVersion, scored_by: str | None,
                 parent_id: str, code_tag: str | None) -> list[tuple[Any, Any]]:
     """Each winner's model run (a child of ``parent_id``), or the run an earlier promote logged.
@@ -312,8 +321,8 @@ def _log_models(store: Any, model_name: str, config: SearchConfig, meta: SearchM
             params=model.get_params(deep=True),
             metrics={**candidate_metrics(row._asdict()), **metrics},
             tags={**_tags(meta, row, current, scored_by), **tags},
-            artifacts={"search.yaml": yaml.safe_dump(dict(meta.config or {}), sort_keys=False)},
-            metadata={"target": config.data.target, "search_id": meta.search_id, "candidate_id": cid,
+            artifacts={"search.yaml": yaml.safe_dump(dict(meta.config), sort_keys=False)} if meta.config else {},
+            metadata={**({"target": target} if target else {}), "search_id": meta.search_id, "candidate_id": cid,
                       "code_version": {**current.as_dict(), **({"tag": code_tag} if code_tag else {})}},
             parent_run_id=parent_id,
             start_time=started,
@@ -333,7 +342,6 @@ def _read_search(log_path: Path) -> tuple[SearchMeta, pd.DataFrame]:
     meta = SearchMeta.read(log_path)
     if records.empty:
         raise GridsearchError(f"run log {log_path} holds no results; nothing to promote (run the search first)")
-    meta.search_config(log_path)  # a log without the config to refit from (a search class's) is refused, saying why
     return meta, records
 
 
