@@ -15,7 +15,7 @@ import threading
 from distributed import Client
 
 from gridsearch.errors import GridsearchError
-from gridsearch.execute.executor import CONNECT_TIMEOUT, local_cluster
+from gridsearch.execute.executor import CONNECT_TIMEOUT, local_cluster, make_client
 
 _lock = threading.Lock()
 _clients: dict[str, Client] = {}  # by scheduler address, or "" for the process's own local cluster
@@ -64,12 +64,12 @@ def _current_client() -> Client | None:
 
 
 def _local() -> Client:
-    return Client(local_cluster(), set_as_default=False)
+    return make_client(local_cluster(), set_as_default=False)
 
 
 def _connect(address: str) -> Client:
     try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        return make_client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise GridsearchError(f"cannot reach the Dask scheduler at {address!r} within {CONNECT_TIMEOUT} ({exc}); "
                               "start one with 'dask scheduler', or pass client=None for a local cluster") from None

@@ -56,7 +56,7 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
     """
     if cluster.address:
         try:
-            client = _client(cluster.address, timeout=CONNECT_TIMEOUT)
+            client = make_client(cluster.address, timeout=CONNECT_TIMEOUT)
         except ValueError as exc:
             raise GridsearchError(f"cluster.address: {exc}; give a scheduler address such as tcp://127.0.0.1:8786") from None
         except (OSError, TimeoutError) as exc:
@@ -67,11 +67,11 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
         with client:
             yield client
         return
-    with local_cluster(cluster.workers, cluster.dashboard) as local, _client(local) as client:
+    with local_cluster(cluster.workers, cluster.dashboard) as local, make_client(local) as client:
         yield client
 
 
-def _client(address: str | LocalCluster, **kwargs: Any) -> Client:
+def make_client(address: str | LocalCluster, **kwargs: Any) -> Client:
     """A client whose connection keeps few sent messages (:data:`_SENT_MESSAGES_KEPT`)."""
     with dask.config.set(_SENT_MESSAGES_KEPT):
         return Client(address, **kwargs)
