@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-from distributed import Client
+from distributed import Client, Future
 from joblib.logger import short_format_time
 from sklearn import get_config
 from sklearn.base import BaseEstimator, clone
@@ -83,13 +83,14 @@ class EngineSearch:
         ``fit_rows``.
         """
         _check_names(self.estimator, candidate_params)
-        dataset = Dataset(self.X, self.y, folds, self.fit_params, self.score_params, get_tags(self.estimator).input_tags.pairwise)
         candidates = [Candidate(id_, dict(params)) for id_, params in zip(candidate_ids(search_id, len(candidate_params)), candidate_params)]
         share_prefix, split_stages = self._sharing()
         plan = make_plan(candidates, self.estimator, len(folds), search_id, share_prefix=share_prefix, split_stages=split_stages)
         if len(plan.groups) == 1 and self.cache is None:  # raw stages pay off when groups share them or the memo keeps them
             plan = replace(plan, groups=(replace(plan.groups[0], stages=()),))
-        work = self._work(search_id, dataset, plan)
+        check_workers_once(self.client)
+        ship_modules(self.client, object_modules(self._sent_objects(candidates)))  # before the rows they may hold are sent
+        work = self._work(search_id, folds, plan)
         records = self._run(work, plan, candidates, _LogTarget(log_id or search_id, round_, tuple(len(train) for train, _ in folds)))
         lost = sum(record.status is Status.LOST for record in records.values())
         if lost:
@@ -144,15 +145,22 @@ class EngineSearch:
         except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): a new search each time
             return secrets.token_hex(8)
 
-    def _work(self, search_id: str, dataset: Dataset, plan: Plan) -> SearchWork:
+    @cached_property
+    def _rows(self) -> Future:
+        """The rows and their per-row parameters, sent to every worker once per ``fit`` (not in each
+        round's task graph: a halving fit reads them in every round, and a worker may die)."""
+        return self.client.scatter(_Rows(self.X, self.y, self.fit_params, self.score_params), broadcast=True, hash=False)
+
+    def _work(self, search_id: str, folds: Folds, plan: Plan) -> SearchWork:
         version = code_version()
         failed_score = float(self.error_score) if isinstance(self.error_score, numbers.Number) else math.nan
         stamp = RecordStamp(search_id, self.data_fingerprint, version.git_sha, version.git_dirty, version.package_version, self.names, failed_score)
         scoring = Scoring({SINGLE: self.scorer}, train=self.return_train_score, raise_errors=self.error_score == "raise", all_failing_fails_fit=False)
         memo = None if self.cache is None else str(Path(self.cache).resolve())
-        rows_id = content_id(self.data_fingerprint, dataset.folds) if memo else search_id
-        return SearchWork(stamp=stamp, rows=partial(_held, dataset), pipeline=self.estimator, plan=plan, rows_id=rows_id,
-                          memo_location=memo, memo_stages=None, scoring=scoring)
+        rows_id = content_id(self.data_fingerprint, folds) if memo else search_id
+        held = partial(_held, folds=folds, pairwise=get_tags(self.estimator).input_tags.pairwise)
+        return SearchWork(stamp=stamp, rows=held, pipeline=self.estimator, plan=plan, rows_id=rows_id,
+                          memo_location=memo, memo_stages=None, scoring=scoring, rows_inputs=(self._rows,))
 
     def _run(self, work: SearchWork, plan: Plan, candidates: Sequence[Candidate], target: _LogTarget) -> dict[tuple[str, int], FitRecord]:
         """The records of every (candidate, fold): those the log holds already, then the new ones."""
@@ -178,8 +186,6 @@ class EngineSearch:
                     print(self._fit_line(record, plan.folds, *order[record.candidate_id], len(order)))
 
         try:
-            check_workers_once(self.client)
-            ship_modules(self.client, object_modules(self._sent_objects(candidates)))
             execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, _ignore_stage)
             # what promote refits from, once per log directory; a log with a config (gridsearch run's halving) refits from that
             if log_path is not None and log_path.is_dir() and SearchMeta.read(log_path).config is None:
@@ -282,9 +288,19 @@ def _train_said(train: Mapping[str, float] | None, name: str) -> str:
     return "" if train is None else f"train={train.get(name, math.nan):.3f}, "
 
 
-def _held(dataset: Dataset) -> Dataset:
-    """The ``data-…`` task of a search whose rows are in memory: the task carries them."""
-    return dataset
+@dataclass(frozen=True)
+class _Rows:
+    """What :attr:`EngineSearch._rows` scatters: one object (a tuple would be scattered item by item)."""
+
+    X: Any
+    y: Any
+    fit_params: Mapping[str, Any]
+    score_params: Mapping[str, Any]
+
+
+def _held(rows: _Rows, folds: Folds, pairwise: bool) -> Dataset:
+    """The ``data-…`` task of a search whose rows are in memory: the scattered rows with this call's folds."""
+    return Dataset(rows.X, rows.y, folds, rows.fit_params, rows.score_params, pairwise)
 
 
 def _ignore_stage(report: StageReport) -> None:

@@ -119,7 +119,8 @@ class SearchWork:
     """What the executor runs: the data, the pipeline, the plan, and where stages are memoised.
 
     ``rows`` makes the search's :class:`Dataset` on a worker (it runs as the ``data-…``
-    task: it carries the rows, or loads them, see :mod:`gridsearch.search.dataset`).
+    task, called with ``rows_inputs``: it carries the rows, loads them, see
+    :mod:`gridsearch.search.dataset`, or reads them from a future of data scattered once).
     ``stamp`` carries the search id (task keys) and what every record shares; ``rows_id``
     identifies the rows and folds only (data fingerprint, hold-out, cv), for memo keys
     shared by any search on them; ``memo_stages`` limits the memo to those raw stages
@@ -134,6 +135,7 @@ class SearchWork:
     memo_location: str | None
     memo_stages: frozenset[str] | None
     scoring: Scoring
+    rows_inputs: tuple[Any, ...] = ()
 
     @property
     def fit_setup(self) -> FitSetup:
@@ -254,7 +256,7 @@ class _Inputs:
 
     def __init__(self, client: Client, work: SearchWork) -> None:
         self._client, self._work = client, work
-        self._data = client.submit(work.rows, key=f"data-{work.stamp.search_id}", pure=False)
+        self._data = client.submit(work.rows, *work.rows_inputs, key=f"data-{work.stamp.search_id}", pure=False)
         self._stages: dict[str, Future] = {}
         self._preps: dict[tuple[int, int], Future] = {}
         self._group = -1
