@@ -17,7 +17,8 @@ LOWEST_VENV ?= .venv-lowest
 # and scikit-learn's own search tests against our classes, which build on its BaseSearchCV.
 LOWEST_TESTS ?= tests/kampai tests/gridsearch/test_correctness.py tests/gridsearch/test_engine.py \
 	tests/gridsearch/test_runlog.py tests/gridsearch/test_query.py tests/gridsearch/test_workers.py \
-	tests/gridsearch/test_promote.py tests/gridsearch/test_promote_runs.py tests/gridsearch/test_estimators.py tests/gridsearch/test_halving.py tests/sklearn_suite
+	tests/gridsearch/test_promote.py tests/gridsearch/test_promote_runs.py tests/gridsearch/test_estimators.py tests/gridsearch/test_halving.py tests/sklearn_suite \
+	tests/gridsearch/test_halving_run.py tests/gridsearch/test_curve.py tests/gridsearch/test_promote_class_log.py
 UV_FLAGS ?=
 
 .PHONY: install run test test-lowest lock clean
