@@ -73,7 +73,7 @@ def halving_rounds(search: tables.SearchData) -> Any | None:
     if table is None:
         return None
     counts = table.groupby("round").size()
-    drawn = table.groupby("round", group_keys=False).apply(lambda g: g.nlargest(tables.MAX_POINTS // max(len(counts), 1), "score"))
+    drawn = table.sort_values("score", ascending=False, kind="stable").groupby("round").head(tables.MAX_POINTS // max(len(counts), 1))
     fig = figure(title=f"halving rounds: {', '.join(f'{n} in round {r}' for r, n in counts.items())}", width=WIDTH, height=HEIGHT,
                  tools=_TOOLS, x_axis_label="round", y_axis_label=search.scorer)
     jitter = (np.arange(len(drawn)) % 17 / 17 - 0.5) * 0.4

@@ -73,7 +73,8 @@ def test_bad_halving_settings_are_refused_before_any_work(config_file: Callable[
 
 def test_top_show_and_export_read_any_round(write_config: Callable[..., Path], cli: Callable[..., tuple[int, str, str]],
                                             tmp_path: Path) -> None:
-    """``top`` ranks the last round by default (as the best is chosen), ``--round K`` any round; export keeps every round."""
+    """``top`` ranks the last round by default (as the best is chosen), ``--round K`` any round; export keeps every round;
+    the report draws them."""
     result = gridsearch.run(write_config(search={"params": GRID, **HALVING}), progress=False)
     table, log = result.cv_results, str(result.log_path)
     last = table[table["iter"] == table["iter"].max()]
@@ -88,6 +89,9 @@ def test_top_show_and_export_read_any_round(write_config: Callable[..., Path], c
     assert gridsearch.show(log, first_round["candidate_id"].iloc[-1][:10]).summary["round"] == 0
     written = gridsearch.export(log, tmp_path / "all.csv")
     assert written.rows == len(table) and "iter" in written.columns
+    gridsearch.report(log, to=tmp_path / "report.html", explain=False)
+    counts = ", ".join(f"{n} in round {r}" for r, n in table.groupby("iter").size().items())
+    assert f"halving rounds: {counts}" in (tmp_path / "report.html").read_text()  # the figure of the rounds, drawn
 
 
 def test_round_is_refused_for_a_log_without_rounds(write_config: Callable[..., Path], cli: Callable[..., tuple[int, str, str]]) -> None:
