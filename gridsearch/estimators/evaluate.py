@@ -134,15 +134,24 @@ class EngineSearch:
         except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): rows that match no other
             return secrets.token_hex(8)
 
-    def search_id(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds, settings: Mapping[str, Any] | None = None) -> str:
-        """A hash of everything that defines the work (and the search's ``settings``), so that fitting
-        the same search again resumes its log; random without a log."""
+    def search_id(self, candidate_params: Sequence[Mapping[str, Any]], folds: Folds) -> str:
+        """A hash of everything that defines one call's work, so that fitting the same search again
+        resumes its log; random without a log."""
         if self.log is None:
             return secrets.token_hex(8)
         try:
             return joblib.hash([self.estimator, list(candidate_params), folds, self.data_fingerprint, self.scorer,
-                                self.error_score, self.return_train_score, settings])[:16]
+                                self.error_score, self.return_train_score])[:16]
         except Exception:  # noqa: BLE001 - an unhashable part (e.g. a lambda): a new search each time
+            return secrets.token_hex(8)
+
+    def log_id(self, search_id: str, settings: Mapping[str, Any]) -> str:
+        """The run log's name for a fit whose first call has ``search_id``: that id and the search's ``settings``, hashed."""
+        if self.log is None:
+            return search_id
+        try:
+            return joblib.hash([search_id, settings])[:16]
+        except Exception:  # noqa: BLE001 - an unhashable setting: a log of its own
             return secrets.token_hex(8)
 
     @cached_property

@@ -163,7 +163,7 @@ class _Evaluation:
             print(f"Fitting {len(folds)} folds for each of {len(candidates)} candidates, totalling {len(folds) * len(candidates)} fits")
         search_id = engine.search_id(candidates, folds)
         if self.log_id is None:
-            self.log_id = getattr(search, "_log_name", None) or engine.search_id(candidates, folds, _settings(search))
+            self.log_id = getattr(search, "_log_name", None) or engine.log_id(search_id, _settings(search))
         rounds = (more_results or {}).get("iter")
         out = engine.evaluate(candidates, folds, search_id, self.log_id, int(rounds[0]) if rounds else None) if candidates and folds else []
         if not out:

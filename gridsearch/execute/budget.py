@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from gridsearch.log.records import FitRecord, Status
+from gridsearch.search.durations import format_duration
 
 Clock = Callable[[], float]  # seconds, monotonic
-_UNITS = (("h", 3600), ("min", 60), ("s", 1))
 
 
 class Budget:
@@ -76,13 +76,5 @@ class Budget:
         return passed
 
     def __str__(self) -> str:
-        """The budget as people write it, e.g. ``1h30min``, ``1min30s``, ``2.5s`` (``none`` without one)."""
-        if self.seconds is None:
-            return "none"
-        parts, left = [], self.seconds
-        for unit, size in _UNITS:
-            amount = left // size if size > 1 else left
-            if amount:
-                parts.append(f"{amount:g}{unit}")
-                left -= amount * size
-        return "".join(parts) or f"{self.seconds:g}s"
+        """The budget as people write it, e.g. ``1h30min`` (``none`` without one)."""
+        return "none" if self.seconds is None else format_duration(self.seconds)

@@ -28,13 +28,13 @@ from gridsearch.execute.workers import check_workers, ship_modules, user_modules
 from gridsearch.log.curves import CURVE_DIR, curve_log, curve_records
 from gridsearch.log.lease import search_lease
 from gridsearch.log.records import FitRecord, SearchMeta, Status
-from gridsearch.log.results import best_first, log_results
+from gridsearch.log.results import best_first, choose, log_results
 from gridsearch.log.runlog import RunLog, read_log
 from gridsearch.search.dataset import Dataset
 from gridsearch.search.plan import make_plan
 from gridsearch.search.prepare import PreparedSearch, prepare_search
 from gridsearch.search.space import Candidate
-from kampai.ids import content_id, matching
+from kampai.ids import content_id
 from kampai.provenance import code_version
 
 Pair = tuple[int, int]  # (training rows, fold of the search)
@@ -161,36 +161,16 @@ def parse_sizes(text: str) -> list[float]:
         raise ArgumentError("sizes", f"expected comma-separated numbers, found {text!r}; {_SIZES_HELP}") from None
 
 
-def choose(table: pd.DataFrame, scorer: str, log_path: Path, top: int, candidates: Sequence[str] | None) -> list[Candidate]:
-    """The ``top`` best fully scored candidates of a ``cv_results`` table ranked by ``scorer``, or the ones named."""
-    complete = table[(table["n_errors"] == 0) & (table["n_missing"] == 0) & table[f"mean_test_{scorer}"].notna()]
-    if not candidates:
-        if top < 1:
-            raise ArgumentError("top", f"expected an integer >= 1, found {top}")
-        if complete.empty:
-            raise GridsearchError(f"no candidate in {log_path} was scored on every fold; run the search first")
-        rows = complete.head(top)
-    else:
-        found = []
-        for wanted in candidates:
-            ids = matching(complete["candidate_id"], wanted)
-            if len(ids) != 1:
-                problem = f"matches {len(ids)} fully scored candidates ({', '.join(ids[:3])})" if ids else "is no fully scored candidate"
-                raise GridsearchError(f"candidate {wanted!r} {problem} in {log_path}; see 'python -m gridsearch top {log_path}'")
-            found += [ids[0]] if ids[0] not in found else []
-        rows = complete.set_index("candidate_id").loc[found].reset_index()
-    return [Candidate(cid, dict(params)) for cid, params in zip(rows["candidate_id"], rows["params"])]
-
-
 def _chosen(search: PreparedSearch, directory: Path, top: int, candidates: Sequence[str] | None) -> list[Candidate]:
-    """:func:`choose` on the search's log, once it is known to hold this search's folds."""
+    """:func:`~gridsearch.log.results.choose` on the search's log, once it is known to hold this search's folds."""
     meta = SearchMeta.read(directory)
     if meta.search_id != search.search_id:
         raise GridsearchError(f"{directory} was logged by search {meta.search_id}, but its config now makes search {search.search_id} "
                               "(its data, pipeline or folds changed); curves need the search's own folds: restore its data")
     scoring = search.config.scoring
     table = best_first(log_results(read_log(directory), search.plan.folds, scoring), scoring[0])
-    return choose(table, scoring[0], directory, top, candidates)
+    rows = choose(table, scoring[0], search.plan.folds, directory, top, candidates, "drawn as learning curves")
+    return [Candidate(cid, dict(params)) for cid, params in zip(rows["candidate_id"], rows["params"])]
 
 
 def curve_rows(rows: Callable[[], Dataset], pairs: Sequence[Pair]) -> Dataset:

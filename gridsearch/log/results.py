@@ -5,15 +5,17 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gridsearch.errors import ArgumentError
+from gridsearch.errors import ArgumentError, GridsearchError
 from gridsearch.log.records import Status
 from gridsearch.search.grids import Candidate
+from kampai.ids import matching
 
 
 def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: int, scoring: Sequence[str]) -> pd.DataFrame:
@@ -180,6 +182,45 @@ def best_first(results: pd.DataFrame, scorer: str) -> pd.DataFrame:
     keys = pa.table({"rank": ranks, "candidate_id": pa.array(results["candidate_id"])})
     order = pc.sort_indices(keys, sort_keys=[("rank", "ascending"), ("candidate_id", "ascending")]).to_numpy()  # stable
     return results.iloc[order].reset_index(drop=True).assign(**{f"rank_test_{scorer}": ranks[order]})
+
+
+def choose(table: pd.DataFrame, scorer: str, folds: int, log_path: Path, top: int, candidates: Sequence[str] | None,
+           purpose: str) -> pd.DataFrame:
+    """Rows of a best-first ``cv_results`` table: the ``top`` best fully scored candidates, or the ones named
+    (any unique prefix), for ``purpose`` (e.g. ``promoted``: said in the errors).
+
+    Raises
+    ------
+    ArgumentError
+        For ``top`` below 1.
+    GridsearchError
+        When no candidate is fully scored, or a named one is unknown, ambiguous or not fully scored.
+    """
+    complete = (table["n_errors"] == 0) & (table["n_missing"] == 0) & table[f"mean_test_{scorer}"].notna()
+    if not candidates:
+        if top < 1:
+            raise ArgumentError("top", f"expected an integer >= 1, found {top}")
+        if not complete.any():
+            raise GridsearchError(f"no candidate in {log_path} was scored on every fold; none can be {purpose}")
+        return table[complete].head(top)
+    chosen: list[int] = []
+    position = {cid: index for index, cid in enumerate(table["candidate_id"])}
+    for wanted in candidates:
+        matches = [position[cid] for cid in matching(table["candidate_id"], wanted)]
+        if not matches:
+            raise GridsearchError(f"candidate {wanted!r} is not in run log {log_path} ({len(table)} candidates; "
+                                  f"the best is {table['candidate_id'].iloc[0]}; see 'python -m gridsearch top {log_path}')")
+        if len(matches) > 1:
+            raise GridsearchError(f"candidate prefix {wanted!r} matches {len(matches)} candidates in {log_path} "
+                                  f"({', '.join(table['candidate_id'].iloc[matches[:3]])}, ...); give more characters")
+        index = matches[0]
+        if not complete.iloc[index]:
+            not_ok = int(table["n_errors"].iloc[index] + table["n_missing"].iloc[index])
+            raise GridsearchError(f"candidate {table['candidate_id'].iloc[index]} failed or is missing folds in {log_path} "
+                                  f"({not_ok} of {folds} not ok); only fully scored candidates can be {purpose}")
+        if index not in chosen:
+            chosen.append(index)
+    return table.iloc[chosen]
 
 
 def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFrame:

@@ -27,10 +27,10 @@ from typing import Any, overload
 import pandas as pd
 import yaml
 
-from gridsearch.errors import ArgumentError, GridsearchError
+from gridsearch.errors import GridsearchError
 from gridsearch.log.query import find_logs
 from gridsearch.log.records import SearchMeta
-from gridsearch.log.results import best_first, log_results
+from gridsearch.log.results import best_first, choose, log_results
 from gridsearch.log.runlog import read_log
 from gridsearch.registry.code import code_change, commit_to_tag, record_tag
 from gridsearch.registry.parent import (
@@ -43,7 +43,6 @@ from gridsearch.registry.parent import (
     search_parent,
 )
 from gridsearch.registry.refit import refit_origin
-from kampai.ids import matching
 from kampai.provenance import CodeVersion, code_version
 
 
@@ -177,7 +176,9 @@ def promote(
     log_path = one_search(log_path)
     meta, records = _read_search(log_path)
     table = _ranked(records, meta)
-    winners = _choose(table, log_path, meta, top, candidates)
+    if top is not None and candidates:
+        raise GridsearchError("give either top or candidates, not both")
+    winners = choose(table, meta.scoring[0], meta.folds, log_path, 1 if top is None else top, candidates, "promoted")
     origin = refit_origin(meta, log_path, trust_types)
     registry = origin.registry
     current = code_version()
@@ -349,39 +350,6 @@ def _ranked(records: pd.DataFrame, meta: SearchMeta) -> pd.DataFrame:
     """The log's cv_results table, best first; candidates are read from the records, so a grown space counts."""
     table = best_first(log_results(records, meta.folds, meta.scoring), meta.scoring[0])
     return table.assign(rank=table[f"rank_test_{meta.scoring[0]}"])
-
-
-def _choose(table: pd.DataFrame, log_path: Path, meta: SearchMeta, top: int | None, candidates: Sequence[str] | None) -> pd.DataFrame:
-    """The rows to promote: the ``top`` best complete candidates, or the ones named."""
-    primary = f"mean_test_{meta.scoring[0]}"
-    complete = (table["n_errors"] == 0) & (table["n_missing"] == 0) & table[primary].notna()
-    if top is not None and candidates:
-        raise GridsearchError("give either top or candidates, not both")
-    if not candidates:
-        top = 1 if top is None else top
-        if top < 1:
-            raise ArgumentError("top", f"expected an integer >= 1, found {top}")
-        if not complete.any():
-            raise GridsearchError(f"no candidate in {log_path} was scored on every fold; nothing to promote")
-        return table[complete].head(top)
-    chosen: list[int] = []
-    position = {cid: index for index, cid in enumerate(table["candidate_id"])}
-    for wanted in candidates:
-        matches = [position[cid] for cid in matching(table["candidate_id"], wanted)]
-        if not matches:
-            best = table["candidate_id"].iloc[0]
-            raise GridsearchError(f"candidate {wanted!r} is not in run log {log_path} ({len(table)} candidates; "
-                                  f"the best is {best}; see 'python -m gridsearch top {log_path}')")
-        if len(matches) > 1:
-            raise GridsearchError(f"candidate prefix {wanted!r} matches {len(matches)} candidates in {log_path} "
-                                  f"({', '.join(table['candidate_id'].iloc[matches[:3]])}, ...); give more characters")
-        index = matches[0]
-        if not complete.iloc[index]:
-            raise GridsearchError(f"candidate {table['candidate_id'].iloc[index]} failed or is missing folds in {log_path} "
-                                  f"({int(table['n_errors'].iloc[index] + table['n_missing'].iloc[index])} of {meta.folds} not ok); only fully scored candidates can be promoted")
-        if index not in chosen:
-            chosen.append(index)
-    return table.iloc[chosen]
 
 
 def _key(meta: SearchMeta, candidate_id: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gridsearch.errors import GridsearchError
-from gridsearch.search.durations import parse_duration
+from gridsearch.search.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -20,3 +20,8 @@ def test_parse_duration_reads_units_and_bare_seconds(text: str | float, seconds:
 def test_parse_duration_rejects_what_is_not_a_positive_duration(text: str | float) -> None:
     with pytest.raises(GridsearchError, match=r"is not a positive duration; give .*90s, 30min, 1h, 1h30min"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(5400, "1h30min"), (90, "1min30s"), (2.5, "2.5s"), (7200, "2h")])
+def test_format_duration_writes_what_parse_duration_reads(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text and parse_duration(text) == seconds
