@@ -119,6 +119,14 @@ def real_test_sample() -> Path:
     return _shared_file("taxifare_sample_b.csv")
 
 
+def _scheduler_address(scheduler_file: Path) -> str | None:
+    """The address a ``dask scheduler --scheduler-file`` wrote, once the whole file is there."""
+    try:
+        return json.loads(scheduler_file.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @dataclass
 class RealCluster:
     """A ``dask scheduler`` and its ``dask worker`` processes (each in its own directory)."""
@@ -139,10 +147,9 @@ def _real_cluster(directory: Path) -> Iterator[RealCluster]:
     workers: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + 30
-        while not scheduler_file.exists():
+        while not (address := _scheduler_address(scheduler_file)):  # the file appears before its content is written
             assert time.monotonic() < deadline, "dask scheduler did not start in 30 s"
             time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
         for name in ("worker-a", "worker-b"):
             workdir = directory / name
             workdir.mkdir()
