@@ -18,6 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+# The fixtures' searches have ~1 000 rows, whose raw stages are too cheap for the memo's cost rule
+# to store: the suite memoises every stage (workers and CLI subprocesses inherit this), and the
+# cost rule is tested on its own (tests/kampai/test_cache.py).
+os.environ.setdefault("KAMPAI_MEMO", "always")
 SHARED_DATA = Path(os.environ.get("KAMPAI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 BASE_CONFIG: dict[str, Any] = {
     "data": {"source": "synthetic-taxifare", "target": "fare_amount", "rows": 1500, "seed": 1},
