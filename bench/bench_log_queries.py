@@ -12,6 +12,10 @@ once with :class:`gridsearch.log.runlog.RunLog`. Then, ``--repeat`` times each:
 - **library**: :func:`gridsearch.log.query.top`, ``show``, ``export`` (both kinds) called in one
   process after its imports (timed apart).
 
+Each is reported as wall time and as CPU time (user + sys, of the process for the CLI, of the
+call for the library): on a loaded machine the wall time follows the other processes, the CPU
+time much less, and on a quiet one the two agree.
+
 ``--before DIR`` holds another copy of ``gridsearch`` and ``kampai`` (e.g. ``cp -r gridsearch
 kampai DIR``): everything runs on it too, interleaved with this tree (the order alternates by
 repeat), and the outputs of both are compared (printed text equal, exported Parquet tables
@@ -89,12 +93,13 @@ def _child_library(log: str, prefix: str, out: str, repeat: int) -> None:
         "export --records": lambda: query.export(log, Path(out) / "lib-records.parquet", records=True),
     }
     for name, call in calls.items():
-        times = []
+        times, cpu = [], []
         for _ in range(repeat):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             call()
             times.append(time.perf_counter() - start)
-        seconds[name] = times
+            cpu.append(time.process_time() - start_cpu)
+        seconds[name], seconds[f"{name} cpu"] = times, cpu
     print(json.dumps(seconds), flush=True)
 
 
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix = next(itertools.islice(candidates(1001), 1000, None))[0][:12]  # the 1001st candidate's (ids start 0000)
         outs = {name: Path(tmp) / name for name in trees}
         walls: dict[tuple[str, str], list[float]] = {}
+        cpus: dict[tuple[str, str], list[float]] = {}
         loads: dict[str, list[float]] = {}
         printed: dict[tuple[str, str], str] = {}
         for repeat in range(args.repeat):
@@ -144,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                     with OtherLoad() as load:
                         wall, printed[(name, command)] = cli(command, log, prefix, outs[name], trees[name])
                     walls.setdefault((name, command), []).append(wall)
+                    cpus.setdefault((name, command), []).append(load.own)  # the child's CPU time
                     loads.setdefault(name, []).append(load.seconds)
         calls = {name: library(log, prefix, outs[name], tree, args.repeat) for name, tree in trees.items()}
         _report(args.records, trees, walls, loads, calls)
+        _report_cpu(trees, cpus, calls)
         verdict = all(statistics.median(walls[("after", c)]) < TARGET_SECONDS for c in COMMANDS)
         if args.before:
             differ = same_outputs(outs["before"], outs["after"], printed)
@@ -166,6 +174,14 @@ def _report(records: int, trees: dict[str, Path | None], walls: dict[tuple[str, 
     for name in trees:
         print(f"{name}: imports of gridsearch.log.query {calls[name]['imports']:.2f} s ({calls[name]['module']}); "
               f"other processes during its CLI runs: {sum(loads[name]):.1f} cpu-s")
+
+
+def _report_cpu(trees: dict[str, Path | None], cpus: dict[tuple[str, str], list[float]], calls: dict[str, dict[str, Any]]) -> None:
+    print("\nCPU seconds (user + sys) of the same runs, median [each run]")
+    print(f"{'command':<18}" + "".join(f"{f'{name}: CLI cpu':>30}{f'{name}: library cpu':>30}" for name in trees))
+    for command in COMMANDS:
+        cells = "".join(f"{_cell(cpus[(name, command)]):>30}{_cell(calls[name][f'{command} cpu']):>30}" for name in trees)
+        print(f"{command:<18}{cells}")
 
 
 def _cell(seconds: list[float]) -> str:

@@ -29,6 +29,7 @@ EARTH_RADIUS_KM = 6371.0088
 _NYC_BOX = {column: NYC_LATITUDE if column.endswith("latitude") else NYC_LONGITUDE for column in COORDINATE_COLUMNS}
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_DICTIONARY_BYTES = 64 * 1024  # a Parquet column's dictionary stops growing here: then plain, not 1 MB of hashing first
 TABLE_SUFFIXES = _CSV_SUFFIXES + _PARQUET_SUFFIXES  # what read_table and write_table take
 # Text even where pyarrow would infer timestamps, so the CSV readers and the generator agree.
 _TEXT_COLUMNS = {"key": "str", "pickup_datetime": "str"}
@@ -269,7 +270,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         if _is_parquet(path):
-            frame.to_parquet(temporary, index=False)
+            frame.to_parquet(temporary, index=False, dictionary_pagesize_limit=_DICTIONARY_BYTES)
         else:
             frame.to_csv(temporary, index=False, compression="gzip" if path.name.lower().endswith(".gz") else None)
         os.replace(temporary, path)

@@ -169,10 +169,10 @@ class _Search:
     folds: int
     table: pa.Table  # the records, as read (all columns, or those the results need)
 
-    def results(self, params: bool = True, round_: int | None = None) -> pd.DataFrame:
-        """``cv_results`` of the candidates recorded so far, with ``search_id`` and ``n_missing`` (``params``, ``round_``:
-        see log_results)."""
-        table = log_results(self.table, self.folds, self.scoring, params, round_)
+    def results(self, params: bool = True, round_: int | None = None, params_text: bool = False) -> pd.DataFrame:
+        """``cv_results`` of the candidates recorded so far, with ``search_id`` and ``n_missing`` (``params``, ``round_``,
+        ``params_text``: see log_results)."""
+        table = log_results(self.table, self.folds, self.scoring, params, round_, params_text)
         table.insert(0, "search_id", self.search_id)
         return table
 
@@ -287,8 +287,8 @@ def _every_round(search: _Search) -> pd.DataFrame:
     """The search's ``cv_results``; of a halving search, every round's, with its ``iter``."""
     held = rounds(search.table)
     if not held:
-        return search.results()
-    return pd.concat([search.results(round_=index).assign(iter=index) for index in held], ignore_index=True)
+        return search.results(params_text=True)
+    return pd.concat([search.results(round_=index, params_text=True).assign(iter=index) for index in held], ignore_index=True)
 
 
 def to_json(result: Leaderboard | CandidateDetail | Exported) -> str:
@@ -344,12 +344,10 @@ def _metric(searches: Sequence[_Search], metric: str | None, root: Path) -> str:
 
 
 def _flat(table: pd.DataFrame) -> pd.DataFrame:
-    """Columns a file can hold: ``params`` and any column Arrow cannot type (mixed values) as JSON text."""
-    table = table.copy()
-    for name in table.columns:
-        if table[name].dtype == object and (name == "params" or not _arrow_typed(table[name])):
-            table[name] = [None if _missing(v) else _TO_JSON(v) for v in table[name]]
-    return table
+    """Columns a file can hold: any column Arrow cannot type (mixed values) as JSON text (``params`` already is)."""
+    texts = {name: [None if _missing(v) else _TO_JSON(v) for v in table[name]]
+             for name in table.columns if table[name].dtype == object and not _arrow_typed(table[name])}
+    return table.assign(**texts)
 
 
 def _arrow_typed(values: pd.Series) -> bool:

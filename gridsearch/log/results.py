@@ -36,12 +36,14 @@ def cv_results(records: pd.DataFrame, candidates: Sequence[Candidate], folds: in
 
 
 def log_results(records: pd.DataFrame | pa.Table, folds: int, scoring: Sequence[str], params: bool = True,
-                round_: int | None = None) -> pd.DataFrame:
+                round_: int | None = None, params_text: bool = False) -> pd.DataFrame:
     """:func:`cv_results` of every candidate a run log holds (records or their Arrow table), params read from the records.
 
     Each candidate's params JSON is decoded once, from its first record; without ``params``
-    not at all (no ``param_<name>`` and ``params`` columns). Of a halving search, the
-    candidates of one round are ranked among themselves: ``round_``, by default the last.
+    not at all (no ``param_<name>`` and ``params`` columns). With ``params_text``, the
+    ``params`` column holds that JSON text as the log has it, not dicts (what an export
+    writes). Of a halving search, the candidates of one round are ranked among themselves:
+    ``round_``, by default the last.
     """
     records = of_round(records, round_)
     if isinstance(records, pa.Table):
@@ -57,11 +59,14 @@ def log_results(records: pd.DataFrame | pa.Table, folds: int, scoring: Sequence[
         if isinstance(records, pa.Table):
             first = np.zeros(len(codes), dtype=bool)
             first[firsts] = True
-            texts = records.column("params").filter(first).to_pylist()  # a filter, not a take: no copy of the whole column
+            texts = records.column("params").filter(first).to_pandas()  # a filter, not a take; Arrow strings, not Python's
         else:
-            texts = records["params"].to_numpy()[firsts]
-        decoded = _decode(texts)
-    return _results(records, ids, decoded, codes, folds, scoring)
+            texts = pd.Series(records["params"].to_numpy()[firsts])
+        decoded = _decode(texts.tolist())
+    results = _results(records, ids, decoded, codes, folds, scoring)
+    if params and params_text:
+        results["params"] = texts.array
+    return results
 
 
 def rounds(records: pd.DataFrame | pa.Table) -> list[int]:
@@ -176,11 +181,12 @@ def rank(means: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def best_first(results: pd.DataFrame, scorer: str) -> pd.DataFrame:
-    """``results`` ranked by ``mean_test_<scorer>`` over all its rows, best first (ties by candidate id)."""
+def best_first(results: pd.DataFrame, scorer: str, head: int | None = None) -> pd.DataFrame:
+    """``results`` ranked by ``mean_test_<scorer>`` over all its rows, best first (ties by candidate id); its first
+    ``head`` rows only, if given (the others are never copied)."""
     ranks = rank(results[f"mean_test_{scorer}"].to_numpy(dtype=float))
     keys = pa.table({"rank": ranks, "candidate_id": pa.array(results["candidate_id"])})
-    order = pc.sort_indices(keys, sort_keys=[("rank", "ascending"), ("candidate_id", "ascending")]).to_numpy()  # stable
+    order = pc.sort_indices(keys, sort_keys=[("rank", "ascending"), ("candidate_id", "ascending")]).to_numpy()[:head]  # stable
     return results.iloc[order].reset_index(drop=True).assign(**{f"rank_test_{scorer}": ranks[order]})
 
 
@@ -225,7 +231,7 @@ def choose(table: pd.DataFrame, scorer: str, folds: int, log_path: Path, top: in
 
 def leaderboard(results: pd.DataFrame, scorer: str, top: int = 10) -> pd.DataFrame:
     """The ``top`` candidates by ``mean_test_<scorer>``: rank, score, std, fit time, params."""
-    best = best_first(results, scorer).head(top)
+    best = best_first(results, scorer, top)
     labels = _varying(results["params"])
     table = pd.DataFrame(
         {

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,16 @@ def test_export_writes_cv_results(searches, tmp_path, suffix):
     table = table.set_index("candidate_id").loc[expected.index]
     np.testing.assert_allclose(table["mean_test_r2"], expected["mean_test_r2"])
     assert [json.loads(p) for p in table["params"]] == list(expected["params"])
+
+
+def test_export_writes_each_candidates_params_text_as_its_first_record_has_it(tmp_path):
+    texts = {"aaaa": '{"model__alpha":0.10, "b": [1,2]}', "bbbb": '{"model__alpha": 1e1}'}  # not json.dumps' own spelling
+    with RunLog(tmp_path / "s", SearchMeta("s", ("r2",), 2)) as log:
+        for fold in range(2):
+            log.append([replace(_record("s", cid, fold, {"r2": 0.5}), params=text) for cid, text in texts.items()])
+    table = pd.read_parquet(export(tmp_path / "s", tmp_path / "results.parquet").path)
+    assert dict(zip(table["candidate_id"], table["params"])) == texts
+    assert list(table["param_model__alpha"]) == [0.1, 10.0] and table["param_b"].iloc[0].tolist() == [1, 2]
 
 
 def test_export_records_over_a_log_root(searches, tmp_path):
