@@ -292,8 +292,9 @@ def test_ctrl_c_in_a_terminal_prints_only_the_resume_line(tmp_path):
     import signal
     import time
 
+    # 30 000 fits: still running long after its first records are written, however fast the engine gets
     path = _config(tmp_path, cluster={"workers": 2, "dashboard": None},
-                   search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": {"logspace": [-3, 3, 300]}}})
+                   search={"params": {"features__geohash__encode__precision": [4, 5], "model__alpha": {"logspace": [-3, 3, 3000]}}})
     process = subprocess.Popen([sys.executable, "-m", "gridsearch", "run", str(path), "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
