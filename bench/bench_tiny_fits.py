@@ -38,7 +38,7 @@ ROWS, FEATURES, FOLDS = 2_000, 10, 5
 SCORING = ["neg_root_mean_squared_error"]
 DEPTHS = [4, 5, 6, 7, 8]
 MAX_FEATURES = [0.8, 1.0]
-TARGET_EFFICIENCY = 0.8
+TARGET_EFFICIENCY = 0.9  # issue 14: >= 0.90 on 2 cores
 
 
 def main(argv: Sequence[str] | None = None) -> int:

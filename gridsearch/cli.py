@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gridsearch.search.config import SearchConfig
 
 _EPILOG = """examples:
   python -m gridsearch run conf/search.yaml
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget", metavar="DURATION",
                      help="time limit of this run, e.g. 90s, 30min, 1h30min: no fit is started that would not end in time, what "
                      "still runs at the limit is cancelled, and the fits done are ranked (overrides search.budget; a --resume "
-                     "has no limit unless given one)")
+                     "has no limit unless given one; with search.strategy: halving it chooses max_resources, and no round "
+                     "starts that would not end in time)")
     run.add_argument("--dry-run", action="store_true",
                      help="validate and count candidates, fits and shared preprocessing; compute nothing")
     run.add_argument("--top", type=int, default=10, metavar="N", help="leaderboard rows to print (default: 10)")
@@ -104,14 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ninterrupted; every finished fit is in {exc.log_path}. Resume with: python -m gridsearch run --resume {exc.log_path}",
               file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # before a search had a log (starting, validating): nothing to resume
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
     from gridsearch.errors import GridsearchError
-    from gridsearch.execute.engine import config_of_log, run
+    from gridsearch.execute.worker_server import warm_up
     from gridsearch.search.config import load_config, parse_overrides
-    from gridsearch.search.pilot import pilot, pilot_summary
-    from gridsearch.search.prepare import prepare_search
 
     if (args.config is None) == (args.resume is None):
         raise GridsearchError("give a config file (python -m gridsearch run conf/search.yaml) or --resume LOG, not both")
@@ -122,16 +128,32 @@ def _run(args: argparse.Namespace) -> int:
         overrides["cluster.workers"] = args.workers
     if args.budget is not None:
         overrides["search.budget"] = args.budget
-    config = config_of_log(args.resume, **overrides) if args.resume else load_config(args.config, overrides)
+    if args.resume:
+        from gridsearch.execute.engine import config_of_log
+
+        config = config_of_log(args.resume, **overrides)
+    else:
+        config = load_config(args.config, overrides)
     if args.dry_run:
-        search = prepare_search(config)
-        failures = pilot(search)
-        print(f"{search.config.source}: valid. {search.plan.summary()}")
-        for line in pilot_summary(failures):
-            print(line)
-        print(f"search id {search.search_id}; run log would be {search.log_path}")
-        return 0
+        return _dry_run(config)
+    warm_up(config.cluster)  # the workers import scikit-learn while this process imports the engine
+    from gridsearch.execute.engine import run
+
     run(config, progress=not args.quiet, top=args.top)
+    return 0
+
+
+def _dry_run(config: SearchConfig) -> int:
+    """Validate and count (``run --dry-run``), computing nothing."""
+    from gridsearch.search.pilot import pilot, pilot_summary
+    from gridsearch.search.prepare import prepare_search
+
+    search = prepare_search(config)
+    failures = pilot(search)
+    print(f"{search.config.source}: valid. {search.plan.summary()}")
+    for line in pilot_summary(failures):
+        print(line)
+    print(f"search id {search.search_id}; run log would be {search.log_path}")
     return 0
 
 

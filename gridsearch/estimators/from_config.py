@@ -9,13 +9,16 @@ gives the ``cv_results_`` scores that :func:`gridsearch.run` gives for the same 
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from distributed import Client
 
 from gridsearch.estimators.halving import HalvingGridSearchCV
 from gridsearch.estimators.search_cv import GridSearchCV
+from gridsearch.execute.budget import Budget, RoundBudget
 from gridsearch.search.config import SearchConfig
 from gridsearch.search.prepare import PreparedSearch, prepare_search
 from gridsearch.search.space import resolve, step_names
@@ -40,19 +43,32 @@ def from_config(config: str | os.PathLike[str] | SearchConfig, **overrides: Any)
     return estimator, search.dataset.X, search.dataset.y
 
 
-def halving_from_config(search: PreparedSearch, client: Client, verbose: int = 0) -> HalvingGridSearchCV:
+def halving_from_config(search: PreparedSearch, client: Client, verbose: int = 0, rounds: RoundBudget | None = None) -> HalvingGridSearchCV:
     """A prepared halving search as :class:`HalvingGridSearchCV`, logging every round into the search's own log.
 
     Its candidates stay as the config gives them (whole steps as import paths, which the
     workers build), so the log's params are the config's; it ranks on the first scorer, scores
     no train rows (as ``gridsearch run`` does not), and does not refit: ``promote`` refits the winners.
+    With ``rounds``, each round starts only if ``rounds`` says it ends in time (by default every
+    round does); a refused round ends the fit with the rounds done.
     """
     cfg, halving = search.config, search.config.space.halving
     if halving is None:
         raise ValueError("halving_from_config needs a search with search.strategy: halving")
     grid = [{name: [value] for name, value in candidate.params.items()} for candidate in search.candidates]
-    estimator = HalvingGridSearchCV(search.pipeline, grid, **halving.as_dict(), cv=list(search.dataset.folds), scoring=list(cfg.scoring),
-                                    refit=False, error_score=cfg.error_score, return_train_score=False, random_state=cfg.space.seed,
-                                    verbose=verbose, client=client, cache=cfg.cache.dir, log=cfg.log_dir)
+    estimator = _BudgetedHalving(search.pipeline, grid, **halving.as_dict(), cv=list(search.dataset.folds), scoring=list(cfg.scoring),
+                                 refit=False, error_score=cfg.error_score, return_train_score=False, random_state=cfg.space.seed,
+                                 verbose=verbose, client=client, cache=cfg.cache.dir, log=cfg.log_dir)
     estimator._log_name = search.search_id
+    estimator._rounds = rounds
     return estimator
+
+
+class _BudgetedHalving(HalvingGridSearchCV):
+    """:class:`HalvingGridSearchCV` whose rounds each ask ``_rounds`` (a :class:`RoundBudget`; None: no budget) before they start."""
+
+    _rounds: RoundBudget | None = None
+
+    @functools.wraps(HalvingGridSearchCV._run_search)  # scikit-learn's signature: fit passes callback_ctx if it takes one
+    def _run_search(self, evaluate_candidates: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        super()._run_search((self._rounds or RoundBudget(Budget(None))).gate(evaluate_candidates), *args, **kwargs)

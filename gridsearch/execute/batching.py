@@ -3,8 +3,9 @@
 Pure Python, no Dask: the executor submits what :func:`fit_batches` yields. Each group
 is walked in blocks of about :data:`BLOCK` candidates, every fold of a block before the
 next block, so candidates complete early and the client tracks few partial ones. Within a
-(block, fold) the costliest final-estimator kinds come first (unknown ones count as
-costly), so a search ends on short fits. Fit families are never split across batches.
+block the costliest final-estimator kinds come first (unknown ones count as costly), each
+kind on every fold before the next kind, so a search ends on short fits and the fits in
+flight read several folds' prefixes. Fit families are never split across batches.
 """
 
 from __future__ import annotations
@@ -77,19 +78,28 @@ def fit_batches(plan: Plan, pending: Pending, costs: FitCosts, block_size: int =
     in blocks of about ``block_size`` candidates."""
     for index, group in enumerate(plan.groups):
         for block in _blocks(group.families, block_size):
+            by_kind: dict[str, list[tuple[int, list[FitFamily]]]] = {}
             for fold in range(plan.folds):
-                by_kind: dict[str, list[FitFamily]] = {}
-                for family in block:
-                    todo = family.pending(lambda item, fold=fold: pending(item.candidate_id, fold))
-                    if todo is not None:
-                        by_kind.setdefault(todo.kind, []).append(todo)
-                ordered = sorted(by_kind.items(), key=lambda kind: -(costs.estimate((group.id, kind[0])) or float("inf")))
-                for kind, families in ordered:
+                for kind, families in _pending_by_kind(block, fold, pending).items():
+                    by_kind.setdefault(kind, []).append((fold, families))
+            ordered = sorted(by_kind.items(), key=lambda kind: -(costs.estimate((group.id, kind[0])) or float("inf")))
+            for kind, folds in ordered:
+                for fold, families in folds:
                     start = 0
                     while start < len(families):
                         step = costs.batch_size((group.id, kind))
                         yield FitBatch(index, group, fold, tuple(families[start : start + step]))
                         start += step
+
+
+def _pending_by_kind(block: Sequence[FitFamily], fold: int, pending: Pending) -> dict[str, list[FitFamily]]:
+    """The block's families still to do on ``fold`` (each cut to its pending items), by final-estimator kind."""
+    by_kind: dict[str, list[FitFamily]] = {}
+    for family in block:
+        todo = family.pending(lambda item: pending(item.candidate_id, fold))
+        if todo is not None:
+            by_kind.setdefault(todo.kind, []).append(todo)
+    return by_kind
 
 
 def _blocks(families: Iterable[FitFamily], block_size: int) -> Iterator[list[FitFamily]]:

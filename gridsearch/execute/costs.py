@@ -18,6 +18,7 @@ import numpy as np
 
 from gridsearch.execute.batching import FitCosts
 from gridsearch.search.plan import Plan
+from gridsearch.search.schedule import Round, Schedule
 
 STAGE, PREFIX, FIT = "stage", "prefix", "fit"
 MAX_ROWS = 10**12  # the largest data.rows searched for when inverting a budget
@@ -144,6 +145,25 @@ class CostModel:
         tasks = 1 + sum(piece.tasks(n, self.folds) for piece in chosen)  # 1: the data task
         serial = self.fixed + self.serial_per_row * rows
         return serial + self.cpu_seconds(rows, chosen) / self.threads + tasks * self.task_overhead
+
+    def round_seconds(self, round_: Round, everyone: int, train_share: float, groups: int) -> float:
+        """Predicted wall time of a halving round on ``n_samples`` (no fixed costs; one data task).
+
+        A round of ``c`` of the plan's ``everyone`` candidates runs ``c / everyone`` of its fits
+        and the preprocessing of at most ``c`` of its ``groups`` prefix groups, each fit on
+        ``train_share`` x the round's rows (scikit-learn subsamples every fold by the round's share).
+        """
+        rows = max(1.0, round_.resources * train_share)
+        fits, preprocessing = round_.candidates / everyone, min(1.0, round_.candidates / groups)
+        shares = [fits if piece.count.what == FIT else preprocessing for piece in self.work]
+        cpu = sum(share * piece.seconds(rows, self.folds) for share, piece in zip(shares, self.work))
+        tasks = 1 + sum(math.ceil(share * piece.tasks(rows, self.folds)) for share, piece in zip(shares, self.work))
+        return cpu / self.threads + tasks * self.task_overhead
+
+    def halving_seconds(self, schedule: Schedule, train_share: float, groups: int) -> float:
+        """Predicted wall time of every round of a halving schedule, one after another (see :meth:`round_seconds`)."""
+        everyone = schedule.rounds[0].candidates
+        return sum(self.round_seconds(round_, everyone, train_share, groups) for round_ in schedule.rounds)
 
     def largest_rows(self, budget: float, work: Sequence[Work] | None = None) -> int | None:
         """The largest ``data.rows`` whose predicted wall time is within ``budget`` seconds (None: not even one row)."""

@@ -20,8 +20,9 @@ from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupte
 from gridsearch.estimators.from_config import halving_from_config
 from gridsearch.execute.batching import MAX_BATCH, TARGET_TASK_SECONDS
 from gridsearch.execute.budget import Budget
-from gridsearch.execute.executor import SearchWork, StageReport, execute, open_client
+from gridsearch.execute.executor import SearchWork, StageReport, execute, open_client, opening_client
 from gridsearch.execute.failfast import FIRST_FITS, FailFast
+from gridsearch.execute.halving_budget import afford
 from gridsearch.execute.interrupts import DeferredInterrupts
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.scoring import Scoring
@@ -118,43 +119,47 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
     say = print if progress else _silent
     say(search.plan.summary())
     say(_resume_or_new(search, len(done)))
-    failing_structures = pilot(search)
-    for line in pilot_summary(failing_structures):
-        say(line)
     stages: list[StageReport] = []
     interrupts = DeferredInterrupts()
     try:
-        with interrupts.installed(), RunLog(search.log_path, _metadata(search)) as log, open_client(search.config.cluster) as client:
-            if client.dashboard_link and (search.config.cluster.address or search.config.cluster.dashboard):
-                say(f"dashboard: {client.dashboard_link}")
-            check_workers(client)
-            params = {value for value in search.space.values() if isinstance(value, str)}
-            shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
-            if shipped:
-                say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
-            tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
-            gate = FailFast(log.append, None if failing_structures else FIRST_FITS)  # the pilot's failures are expected
+        with interrupts.installed(), opening_client(search.config.cluster) as opened:  # the cluster starts during the pilot
+            failing_structures = pilot(search)
+            for line in pilot_summary(failing_structures):
+                say(line)
+            with RunLog(search.log_path, _metadata(search)) as log:
+                client = opened()
+                if client.dashboard_link and (search.config.cluster.address or search.config.cluster.dashboard):
+                    say(f"dashboard: {client.dashboard_link}")
+                check_workers(client)
+                params = {value for value in search.space.values() if isinstance(value, str)}
+                shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
+                if shipped:
+                    say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
+                tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
+                gate = FailFast(log.append, None if failing_structures else FIRST_FITS)  # the pilot's failures are expected
 
-            def on_records(records: Sequence[FitRecord]) -> None:
-                with interrupts.deferred():
-                    gate(records)
-                tracker.update(records)
-                _raise_if_required(search, records)
+                def on_records(records: Sequence[FitRecord]) -> None:
+                    with interrupts.deferred():
+                        gate(records)
+                    tracker.update(records)
+                    _raise_if_required(search, records)
 
-            stopped: BaseException | None = None
-            since = time.time()
-            try:
-                execute(client, search_work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append, budget)
-            except GridsearchError as exc:
-                stopped = exc
-                raise
-            finally:
-                if stopped is None or isinstance(stopped, CandidateFailed):
-                    with interrupts.deferred():  # a search stopped for failing writes nothing half-done
-                        gate.flush()
-                tracker.close()
-            threads = sum(client.nthreads().values())  # at the run's end: the workers its wall time had
+                stopped: BaseException | None = None
+                since = time.time()
+                try:
+                    execute(client, search_work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append, budget)
+                except GridsearchError as exc:
+                    stopped = exc
+                    raise
+                finally:
+                    if stopped is None or isinstance(stopped, CandidateFailed):
+                        with interrupts.deferred():  # a search stopped for failing writes nothing half-done
+                            gate.flush()
+                    tracker.close()
+                threads = sum(client.nthreads().values())  # at the run's end: the workers its wall time had
     except KeyboardInterrupt:
+        if not search.log_path.is_dir():
+            raise  # before the search had a log, there is nothing to resume
         raise SearchInterrupted(search.log_path) from None
     if budget.stopped and not done and budget.per_fit is None:
         raise GridsearchError(f"budget of {budget} reached before any fit finished, so nothing was recorded; "
@@ -176,18 +181,26 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
 
 
 def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
-    """:func:`run` of a halving search: scikit-learn's rounds, each a plan on the engine, all in the search's log."""
+    """:func:`run` of a halving search: scikit-learn's rounds, each a plan on the engine, all in the search's log.
+
+    With a budget, a pilot first chooses the schedule that fits it (:func:`afford`), and a round
+    that would not end in time is not started.
+    """
     say = print if progress else _silent
+    budget = Budget(search.config.budget)
     halving = search.config.space.halving
-    say(f"successive halving of {len(search.space)} candidates x {search.plan.folds} folds over {halving.resource}, "
-        f"factor {halving.factor}, logging to {search.log_path}")
+    say(f"successive halving of {len(search.space)} candidates x {search.plan.folds} folds over {halving.resource}, factor {halving.factor}")
     for line in pilot_summary(pilot(search)):
         say(line)
-    search.log_path.mkdir(parents=True, exist_ok=True)
-    _metadata(search).write(search.log_path)
     try:
         with open_client(search.config.cluster) as client:
-            fitted = halving_from_config(search, client, verbose=int(progress)).fit(search.dataset.X, search.dataset.y)
+            afforded = afford(search, client, budget)  # before anything is written: a budget too small leaves no log
+            search = afforded.search
+            for line in filter(None, [afforded.line, f"logging to {search.log_path}"]):
+                say(line)
+            search.log_path.mkdir(parents=True, exist_ok=True)
+            _metadata(search).write(search.log_path)
+            fitted = halving_from_config(search, client, int(progress), afforded.rounds).fit(search.dataset.X, search.dataset.y)
     except KeyboardInterrupt:
         raise SearchInterrupted(search.log_path) from None
     table = pd.DataFrame(fitted.cv_results_).assign(candidate_id=fitted._candidate_ids)
@@ -195,9 +208,13 @@ def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResu
     table["n_errors"] = splits.isna().sum(axis=1)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring, len(table) * search.plan.folds,
                           int(table["n_errors"].sum()), 0)
-    rounds = ", ".join(f"{n} on {r}" for n, r in zip(fitted.n_candidates_, fitted.n_resources_))
+    done = afforded.rounds.done
+    rounds = ", ".join(f"{n} on {r}" for n, r in zip(fitted.n_candidates_[:done], fitted.n_resources_[:done]))
     say(f"\nrounds (candidates on {halving.resource}): {rounds}")
     say(_summary(replace(result, cv_results=_last_round(table, search.config.scoring)), top))
+    if budget.stopped:
+        say(f"budget of {budget} reached: {done} of {len(fitted.n_candidates_)} rounds done, the best is round {done - 1}'s; "
+            f"continue with: python -m gridsearch run --resume {search.log_path} [--budget ...]")
     return result
 
 

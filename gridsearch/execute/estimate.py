@@ -167,7 +167,8 @@ def estimate(config: str | os.PathLike[str] | SearchConfig, budget: str | float 
     with open_client(search.config.cluster) as client:
         startup = 0.0 if search.config.cluster.address else time.perf_counter() - started
         begun = time.perf_counter()
-        measured, contention = _run_pilot(client, search, frame, sizes)
+        X, y = frame.drop(columns=[search.config.data.target]), frame[search.config.data.target].to_numpy()
+        measured, contention = _run_pilot(client, search, X, y, sizes)
         pilot_wall = time.perf_counter() - begun
         overhead = _task_overhead(client)
         threads = sum(client.nthreads().values())
@@ -196,7 +197,7 @@ def _estimate(search: PreparedSearch, budget: float, measured: Mapping[Any, dict
     rows = search.config.data.rows or _loaded_rows(search)
     train_fraction = len(search.dataset.fold(0)[1]) / rows
     labels = _Labels(search)
-    work = _fitted([count for count in count_work(search.plan, labels) if measured.get(_key(count))], measured, labels)
+    work = _measured_work(search, measured, labels)
     model = CostModel(work, search.plan.folds, train_fraction, cluster.threads, cluster.task_overhead,
                       cluster.startup + max(0.0, serial.prepare - serial.rows), 2 * serial.rows / rows)
     n = model.train_rows(rows)
@@ -208,6 +209,25 @@ def _estimate(search: PreparedSearch, budget: float, measured: Mapping[Any, dict
                   for kind in dict.fromkeys(piece.count.key[1] for piece in work if piece.count.what == FIT))
     return Estimate(rows, budget, search.plan.n_fits, cluster.threads, model.cpu_seconds(rows), model.wall_seconds(rows), model.largest_rows(budget),
                     int(max(sizes) / train_fraction), pilot_wall, cluster.contention, available, pieces, kinds, model)
+
+
+def pilot_model(search: PreparedSearch, client: Client, pilot_rows: int = PILOT_ROWS) -> tuple[CostModel, float]:
+    """The cost model of ``search``'s plan, from a pilot on ``client`` on the search's own rows (as :func:`estimate`'s, its
+    largest fits on at most ``pilot_rows`` training rows), and the pilot tasks' wall time over their CPU time (above 1:
+    other processes took the cores).
+
+    Its fixed costs are 0 (a run measuring it has paid them) and ``train_fraction`` 1: it
+    predicts from training rows per fit.
+    """
+    sizes = _sizes(min(pilot_rows, len(search.dataset.folds[0][0])))
+    measured, contention = _run_pilot(client, search, search.dataset.X, search.dataset.y, sizes)
+    work = _measured_work(search, measured, _Labels(search))
+    return CostModel(work, search.plan.folds, 1.0, sum(client.nthreads().values()), _task_overhead(client)), contention
+
+
+def _measured_work(search: PreparedSearch, measured: Mapping[Any, dict[int, float]], labels: _Labels) -> tuple[Work, ...]:
+    """The plan's pieces that the pilot measured, each with its curve."""
+    return _fitted([count for count in count_work(search.plan, labels) if measured.get(_key(count))], measured, labels)
 
 
 def _fitted(counts: Sequence[WorkCount], measured: Mapping[Any, dict[int, float]], labels: _Labels) -> tuple[Work, ...]:
@@ -298,11 +318,10 @@ class _Task:
         return _Task(self.group, self.params, self.stages, kept)
 
 
-def _run_pilot(client: Client, search: PreparedSearch, frame: Any, sizes: Sequence[int]) -> tuple[dict[Any, dict[int, float]], float]:
-    """CPU seconds of each piece of the plan at each pilot row count, grown until a piece passes :data:`GROW_LIMIT`;
-    and the pilot tasks' wall time over their CPU time."""
+def _run_pilot(client: Client, search: PreparedSearch, X: Any, y: Any, sizes: Sequence[int]) -> tuple[dict[Any, dict[int, float]], float]:
+    """CPU seconds of each piece of the plan at each pilot row count (on the first rows of ``X``, ``y``), grown until a
+    piece passes :data:`GROW_LIMIT`; and the pilot tasks' wall time over their CPU time."""
     cfg = search.config
-    X, y = frame.drop(columns=[cfg.data.target]), frame[cfg.data.target].to_numpy()
     data = client.scatter(Dataset(X, y, ()), broadcast=False)
     stamp = RecordStamp(search.search_id, search.inputs.data_fingerprint, None, None, "pilot", cfg.scoring)
     setup = FitSetup(search.pipeline, search.plan.final_step, stamp, Scoring.named(cfg.scoring))

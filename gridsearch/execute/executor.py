@@ -11,11 +11,10 @@ everything else.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,6 +28,7 @@ from gridsearch.execute.batching import BLOCK, BUDGET_BLOCK, FitBatch, FitCosts,
 from gridsearch.execute.budget import Budget
 from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.tasks import FitSetup, failure, fit_batch, prepare, run_stage, stage_summary
+from gridsearch.execute.worker_server import METHOD, TASKS_MODULE, start_worker_server, warm_up
 from gridsearch.log.records import FitRecord, RecordStamp, Status
 from gridsearch.search.config import ClusterConfig
 from gridsearch.search.dataset import Dataset
@@ -37,12 +37,14 @@ from kampai.errors import KampaiError
 from kampai.ids import content_id
 
 CONNECT_TIMEOUT = "10s"
-TASKS_MODULE = fit_batch.__module__  # what every worker of a LocalCluster imports as it starts
 _ALONE = "alone"  # key prefix of a fit retried alone on the cluster after its batch's workers died
 _ALONE_ATTEMPTS = 3  # runs of a family alone when its inputs, not the family, kept dying beside a culprit
 # Dask keeps the last N messages each connection sent, for debugging (default 1 000): each holds whole fit
 # tasks, so over a long search the client's memory grew by ~1 MB per 1 000 fits until that many were kept.
 _SENT_MESSAGES_KEPT = {"distributed.admin.low-level-log-length": 50}
+GROUPS_AHEAD = 1  # groups whose prefixes are computed before their fits are due (bounded: each holds its folds' data)
+INPUT_PRIORITY = 1  # Dask priority of data, raw stage and prefix tasks: above the fits' default 0
+UNKNOWN_TASK_SECONDS = 1.0  # a fit task's estimated cost before any of its kind has been measured
 
 
 @contextlib.contextmanager
@@ -71,6 +73,33 @@ def open_client(cluster: ClusterConfig) -> Iterator[Client]:
         yield client
 
 
+@contextlib.contextmanager
+def opening_client(cluster: ClusterConfig) -> Iterator[Callable[[], Client]]:
+    """:func:`open_client` in a thread while the caller goes on; yields a call that waits for the client.
+
+    The call returns the client, or raises what opening it raised. On leaving, the opening
+    is waited for, through Ctrl-C too (a LocalCluster half started cannot be stopped; it
+    takes a second or two), and what it opened is closed, in the same thread (a client is
+    left in the context it was entered in).
+    """
+    warm_up(cluster)  # from this thread, so that the workers ignore Ctrl-C
+    opened = contextlib.ExitStack()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gridsearch-client") as thread:
+        opening = thread.submit(opened.enter_context, open_client(cluster))
+        try:
+            yield opening.result
+        finally:
+            _wait_through_interrupts(opening)
+            thread.submit(opened.close).result()
+
+
+def _wait_through_interrupts(future: concurrent.futures.Future[Any]) -> None:
+    """Wait until ``future`` is done, a KeyboardInterrupt meanwhile only making it wait on."""
+    while not future.done():
+        with contextlib.suppress(KeyboardInterrupt):
+            concurrent.futures.wait([future])
+
+
 def make_client(address: str | LocalCluster, **kwargs: Any) -> Client:
     """A client whose connection keeps few sent messages (:data:`_SENT_MESSAGES_KEPT`)."""
     with dask.config.set(_SENT_MESSAGES_KEPT):
@@ -80,11 +109,16 @@ def make_client(address: str | LocalCluster, **kwargs: Any) -> Client:
 def local_cluster(workers: int | None = None, dashboard: str | None = None) -> LocalCluster:
     """A loopback ``LocalCluster`` of single-threaded worker processes (one per core unless ``workers``).
 
-    Each worker imports the fit tasks' modules (scikit-learn, pandas, scipy: ~1 s) while it
-    starts, all at once, so the cluster's start-up holds them and its first task runs at once.
-    Without ``dashboard`` (an address such as ``127.0.0.1:8787``) it serves none.
+    Its workers are forked from the fork server of :mod:`gridsearch.execute.worker_server`,
+    which imported the fit tasks' modules (scikit-learn, pandas, scipy) once, so they start
+    in a fraction of a second, ignoring Ctrl-C, and the first task runs at once (a worker
+    restarted later is spawned and imports them itself). Without ``dashboard`` (an address
+    such as ``127.0.0.1:8787``) it serves none.
     """
-    with dask.config.set({"distributed.scheduler.worker-saturation": "inf", **_SENT_MESSAGES_KEPT}), _workers_ignore_ctrl_c():
+    start_worker_server()
+    settings = {"distributed.scheduler.worker-saturation": "inf", "distributed.worker.multiprocessing-method": METHOD,
+                **_SENT_MESSAGES_KEPT}
+    with dask.config.set(settings):
         return LocalCluster(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
@@ -95,23 +129,6 @@ def local_cluster(workers: int | None = None, dashboard: str | None = None) -> L
             silence_logs=logging.CRITICAL,  # its own shutdown noise after Ctrl-C; task errors reach the client as exceptions
             preload=[TASKS_MODULE],
         )
-
-
-@contextlib.contextmanager
-def _workers_ignore_ctrl_c() -> Iterator[None]:
-    """Start worker processes with SIGINT ignored (an ignored signal survives their exec).
-
-    Ctrl-C reaches every process of the terminal's group; the client alone handles it, by
-    cancelling the workers' tasks, so workers must not print tracebacks of their own.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass(frozen=True)
@@ -191,7 +208,9 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     costs = FitCosts()
     in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None, int]] = {}
     suspects: list[tuple[FitBatch, Future | None, int]] = []  # families to run alone, each with its attempt
-    max_in_flight = 3 * max(1, sum(client.nthreads().values()))
+    threads = client.nthreads()
+    max_in_flight = 3 * max(1, sum(threads.values()))
+    spread = _Spread(threads)
     finished = as_completed(loop=client.loop, timeout=budget.remaining())  # raises TimeoutError at the budget's limit
     setup = work.fit_setup
 
@@ -205,11 +224,14 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         # The search id is in the key: a search with other scorers on the same scheduler must not get these records.
         kind = "fit" if attempt is None else f"{_ALONE}{attempt}"
         key = f"{kind}-{content_id(work.stamp.search_id, batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
-        future = client.submit(fit_batch, source, batch.fold, batch.families, setup, key=key, pure=False)
+        worker = spread.place(key, costs.estimate(batch.cost_key), len(batch.families))
+        future = client.submit(fit_batch, source, batch.fold, batch.families, setup, key=key, pure=False,
+                               workers=worker, allow_other_workers=worker is not None)
         watch(future, batch, source, attempt or 0)
 
     def collect(future: Future) -> None:
         _, what, source, attempt = in_flight.pop(future.key)
+        spread.done(future.key)
         if isinstance(what, RawStage):
             report = StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True)
             on_stage(replace(report, stage_id=what.id))
@@ -248,50 +270,96 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
             raise
 
 
-class _Inputs:
-    """The data, raw stage and prefix tasks fits read from, submitted on first use.
+class _Spread:
+    """Where each fit task is hinted to run: the worker with the least estimated work in flight per thread.
 
-    A raw stage task is kept until the last group that reads it has been submitted.
+    Dask would send every fit of a prefix to the one worker holding it and leave the others
+    idle until it steals; the hint lets any worker start at once (copying the prefix), and
+    Dask may still move the task (``allow_other_workers``). A task of unknown cost counts as
+    :data:`UNKNOWN_TASK_SECONDS`.
+    """
+
+    def __init__(self, threads: dict[str, int]) -> None:
+        self._threads = threads
+        self._load = dict.fromkeys(threads, 0.0)
+        self._placed: dict[str, tuple[str, float]] = {}
+
+    def place(self, key: str, per_family: float | None, families: int) -> str | None:
+        """The worker for task ``key`` (None without workers), its estimated seconds added to that worker's load."""
+        if not self._load:
+            return None
+        worker = min(self._load, key=lambda address: self._load[address] / max(1, self._threads[address]))
+        seconds = UNKNOWN_TASK_SECONDS if per_family is None else per_family * families
+        self._load[worker] += seconds
+        self._placed[key] = (worker, seconds)
+        return worker
+
+    def done(self, key: str) -> None:
+        """Task ``key`` finished (or failed): its seconds leave its worker's load."""
+        if key in self._placed:
+            worker, seconds = self._placed.pop(key)
+            self._load[worker] -= seconds
+
+
+class _Inputs:
+    """The data, raw stage and prefix tasks fits read from, submitted ahead of the fits that read them.
+
+    When the fits reach a group, the prefixes of that group and of the next
+    :data:`GROUPS_AHEAD` groups are submitted (with their raw stages), at
+    :data:`INPUT_PRIORITY`: a worker computes the next group's inputs before more fits, so
+    they are ready when its fits are due. A prefix is kept until the fits move past its group,
+    a raw stage until they move past the last group that reads it.
     """
 
     def __init__(self, client: Client, work: SearchWork) -> None:
         self._client, self._work = client, work
-        self._data = client.submit(work.rows, *work.rows_inputs, key=f"data-{work.stamp.search_id}", pure=False)
-        self._stages: dict[str, Future] = {}
+        self._data = client.submit(work.rows, *work.rows_inputs, key=f"data-{work.stamp.search_id}", pure=False, priority=INPUT_PRIORITY)
+        self._stages: dict[tuple[int, str], Future] = {}
         self._preps: dict[tuple[int, int], Future] = {}
         self._group = -1
-        self._last_use = {(fold, stage.id): index for index, group in enumerate(work.plan.groups)
-                          for stage in group.stages for fold in range(work.plan.folds)}
+        last_use = {(fold, stage.id): index for index, group in enumerate(work.plan.groups)
+                    for stage in group.stages for fold in range(work.plan.folds)}
+        self._last_readers: dict[int, list[tuple[int, str]]] = {}  # group index -> the stages no later group reads
+        for stage_key, index in last_use.items():
+            self._last_readers.setdefault(index, []).append(stage_key)
 
     def source(self, batch: FitBatch, watch: Callable[[Future, RawStage], None]) -> Future:
         """The task a batch's fits read: its group's prefix on the fold, or the data itself."""
-        if batch.group_index != self._group:
-            self._release(self._group)
-            self._group = batch.group_index
         if not self._work.plan.has_prefix:
             return self._data
-        key = (batch.group_index, batch.fold)
-        if key not in self._preps:
-            stages = {stage.path: self._stage(stage, batch.fold, watch) for stage in batch.group.stages}
-            self._preps[key] = self._client.submit(prepare, self._data, batch.fold, self._work.pipeline, batch.group.params, stages,
-                                                   key=f"prep-{batch.group.id}-{batch.fold}", pure=False)
-        return self._preps[key]
+        if batch.group_index != self._group:
+            self._reach(batch.group_index, watch)
+        return self._prep(batch.group_index, batch.fold, watch)
+
+    def _reach(self, index: int, watch: Callable[[Future, RawStage], None]) -> None:
+        """Release what the groups passed held; submit the prefixes of this group and the next ones."""
+        for key in [key for key in self._preps if key[0] < index]:
+            del self._preps[key]
+        for passed in range(max(self._group, 0), index):
+            for key in self._last_readers.pop(passed, ()):
+                self._stages.pop(key, None)
+        self._group = index
+        for ahead in range(index, min(index + 1 + GROUPS_AHEAD, len(self._work.plan.groups))):
+            for fold in range(self._work.plan.folds):
+                self._prep(ahead, fold, watch)
+
+    def _prep(self, index: int, fold: int, watch: Callable[[Future, RawStage], None]) -> Future:
+        if (index, fold) not in self._preps:
+            group = self._work.plan.groups[index]
+            stages = {stage.path: self._stage(stage, fold, watch) for stage in group.stages}
+            self._preps[(index, fold)] = self._client.submit(prepare, self._data, fold, self._work.pipeline, group.params, stages,
+                                                             key=f"prep-{group.id}-{fold}", pure=False, priority=INPUT_PRIORITY)
+        return self._preps[(index, fold)]
 
     def _stage(self, stage: RawStage, fold: int, watch: Callable[[Future, RawStage], None]) -> Future:
-        key = f"stage-{content_id(self._work.stamp.search_id, fold, stage.id)}"
         if (fold, stage.id) not in self._stages:
             work = self._work
+            key = f"stage-{content_id(work.stamp.search_id, fold, stage.id)}"
             self._stages[(fold, stage.id)] = future = self._client.submit(
-                run_stage, self._data, fold, stage, f"{work.rows_id}-{fold}", work.memo_for(stage), key=key, pure=False)
-            watch(self._client.submit(stage_summary, future, key=f"info-{key}", pure=False), stage)
+                run_stage, self._data, fold, stage, f"{work.rows_id}-{fold}", work.memo_for(stage), key=key, pure=False,
+                priority=INPUT_PRIORITY)
+            watch(self._client.submit(stage_summary, future, key=f"info-{key}", pure=False, priority=INPUT_PRIORITY), stage)
         return self._stages[(fold, stage.id)]
-
-    def _release(self, index: int) -> None:
-        """Drop the client's hold on the group's prefixes, and on stages no later group reads."""
-        for key in [key for key in self._preps if key[0] == index]:
-            del self._preps[key]
-        for key in [key for key, last in self._last_use.items() if last == index]:
-            self._stages.pop(key, None)
 
 
 def _recompute_if_erred(client: Client, source: Future) -> None:

@@ -388,8 +388,6 @@ def _halving(source: str, search: Mapping[str, Any], given: Mapping[str, Any]) -
             if key in given:
                 raise ConfigError(source, f"search.{key}", "a setting of successive halving: set search.strategy: halving, or remove it")
         return None
-    if search["budget"] is not None:
-        raise ConfigError(source, "search.budget", "not supported with search.strategy: halving yet (its rounds set the cost); remove it")
     return HalvingConfig(**{key: search[key] for key in _HALVING})
 
 

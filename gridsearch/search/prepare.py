@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sklearn.base import BaseEstimator
 
-from gridsearch.search.config import SearchConfig, load_config
+from gridsearch.search.config import SearchConfig, from_mapping, load_config
 from gridsearch.search.dataset import Dataset, Holdout
 from gridsearch.search.inputs import SearchInputs, load_inputs
 from gridsearch.search.plan import Plan, make_plan
@@ -77,13 +77,20 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     _check_memo_stages(cfg, inputs.pipeline)
     space = expand(cfg, inputs.pipeline, inputs.scope)
     _check_resource(cfg, inputs.pipeline)
-    halving = () if cfg.space.halving is None else (cfg.space.halving.as_dict(),)  # a grid search's id is as it was
-    return PreparedSearch(
-        inputs=inputs,
-        search_id=content_id(inputs.scope, list(cfg.scoring), *halving),
-        space=space,
-        plan=make_plan(space, inputs.pipeline, cfg.cv.folds, inputs.scope),
-    )
+    return PreparedSearch(inputs=inputs, search_id=_search_id(inputs, cfg), space=space,
+                          plan=make_plan(space, inputs.pipeline, cfg.cv.folds, inputs.scope))
+
+
+def with_max_resources(search: PreparedSearch, max_resources: int) -> PreparedSearch:
+    """The halving search with ``search.max_resources`` set (as a budget chooses it): in its config, the copy its log keeps, its id."""
+    cfg = from_mapping(search.config.raw, search.config.source, {"search.max_resources": max_resources}, search.config.path)
+    return replace(search, inputs=replace(search.inputs, config=cfg), search_id=_search_id(search.inputs, cfg))
+
+
+def _search_id(inputs: SearchInputs, cfg: SearchConfig) -> str:
+    """The scope and the scorers hashed, and a halving search's settings (a grid search's id is as it was before halving)."""
+    halving = () if cfg.space.halving is None else (cfg.space.halving.as_dict(),)
+    return content_id(inputs.scope, list(cfg.scoring), *halving)
 
 
 def _check_resource(cfg: SearchConfig, pipeline: BaseEstimator) -> None:

@@ -115,12 +115,12 @@ def test_each_batch_is_sized_with_the_costs_measured_so_far() -> None:
     assert [len(batch.families) for batch in batches] == [4, 2]
 
 
-def test_costlier_kinds_come_first_within_a_block_and_fold() -> None:
-    """Unknown kinds count as costliest, then known ones by decreasing cost; every fold in that order."""
+def test_costlier_kinds_come_first_within_a_block_each_on_every_fold() -> None:
+    """Unknown kinds count as costliest, then known ones by decreasing cost; each kind on every fold before the next kind."""
     plan = _plan([_family(kind, f"{kind}{i}") for i in range(2) for kind in ("cheap", "unknown", "costly")], folds=2)
     costs = FitCosts({("g0", "cheap"): 0.001, ("g0", "costly"): 0.01})
     order = [(batch.fold, batch.families[0].kind) for batch in fit_batches(plan, _all, costs)]
-    assert order == [(0, "unknown"), (0, "unknown"), (0, "costly"), (0, "cheap"), (1, "unknown"), (1, "unknown"), (1, "costly"), (1, "cheap")]
+    assert order == [(0, "unknown"), (0, "unknown"), (1, "unknown"), (1, "unknown"), (0, "costly"), (1, "costly"), (0, "cheap"), (1, "cheap")]
 
 
 def test_blocks_of_candidates_walk_every_fold_before_the_next_block() -> None:
@@ -131,8 +131,8 @@ def test_blocks_of_candidates_walk_every_fold_before_the_next_block() -> None:
     walk = [(batch.group_index, batch.fold, [family.items[0].candidate_id for family in batch.families])
             for batch in fit_batches(plan, _all, costs, block_size=4)]
     assert walk == [
-        (0, 0, ["a/3"]), (0, 0, ["b"]), (0, 1, ["a/3"]), (0, 1, ["b"]),  # block a, b: 4 candidates
-        (0, 0, ["c/2"]), (0, 0, ["d"]), (0, 1, ["c/2"]), (0, 1, ["d"]),  # the rest, 3 candidates
+        (0, 0, ["a/3"]), (0, 1, ["a/3"]), (0, 0, ["b"]), (0, 1, ["b"]),  # block a, b: 4 candidates
+        (0, 0, ["c/2"]), (0, 1, ["c/2"]), (0, 0, ["d"]), (0, 1, ["d"]),  # the rest, 3 candidates
         (1, 0, ["e"]), (1, 1, ["e"]),
     ]
 

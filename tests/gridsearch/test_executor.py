@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,9 +16,12 @@ import yaml
 from distributed import Client, get_task_stream
 
 import gridsearch
+from gridsearch.execute import executor
+from gridsearch.execute.batching import FitCosts, fit_batches
 from gridsearch.execute.engine import search_work
 from gridsearch.execute.executor import execute
 from gridsearch.log.records import FitRecord
+from kampai.ids import content_id
 from tests.conftest import BASE_CONFIG
 
 PRECISION = "features__geohash__encode__precision"
@@ -135,3 +139,82 @@ def test_fit_tasks_of_searches_differing_only_in_scoring_never_share_a_key(tmp_p
     assert len(records) == second.plan.n_fits
     assert {record.search_id for record in records} == {second.search_id}
     assert {tuple(record.scores) for record in records} == {("neg_mean_absolute_error",)}
+
+
+def _held_preps(client: Client, group_of: dict[str, int]) -> set[tuple[int, int]]:
+    """(group index, fold) of every prefix task the client holds a future of."""
+    keys = [key.removeprefix("prep-").rsplit("-", 1) for key in list(client.futures) if key.startswith("prep-")]
+    return {(group_of[group], int(fold)) for group, fold in keys}
+
+
+def _scheduler_keys(dask_scheduler: Any, prefixes: tuple[str, ...]) -> list[str]:
+    return [key for key in dask_scheduler.tasks if isinstance(key, str) and key.startswith(prefixes)]
+
+
+def _scores(client: Client, path: Path) -> dict[tuple[str, int], Any]:
+    """Scores of every (candidate, fold) of the search at ``path``, run by :func:`execute`."""
+    search = gridsearch.prepare_search(path)
+    scores: dict[tuple[str, int], Any] = {}
+
+    def on_records(records: Sequence[FitRecord]) -> None:
+        scores.update({(record.candidate_id, record.fold): record.scores for record in records if record.error is None})
+
+    execute(client, search_work(search), lambda candidate, fold: True, on_records, lambda report: None)
+    assert len(scores) == search.plan.n_fits
+    return scores
+
+
+def _settled(read: Callable[[], Any], expected: Any) -> Any:
+    """What ``read()`` returns once it equals ``expected`` or after 5 s: the client drops released futures a moment later."""
+    for _ in range(50):
+        if (value := read()) == expected:
+            break
+        time.sleep(0.1)
+    return value
+
+
+GROUPS = _taxi({PRECISION: [4, 5, 6, 7], "model__alpha": [1.0, 10.0]})
+
+
+def test_prefixes_of_the_next_group_are_submitted_ahead_and_released_once_passed(tmp_path: Path, cluster_address: str) -> None:
+    """Reaching group k submits the prefixes of groups k to k + GROUPS_AHEAD on every fold (with their raw stages),
+    and drops the earlier prefixes and the raw stages no group from k on reads."""
+    search = gridsearch.prepare_search(_write(tmp_path, cluster_address, **GROUPS(tmp_path)))
+    plan, ahead = search.plan, executor.GROUPS_AHEAD
+    groups = len(plan.groups)
+    group_of = {group.id: index for index, group in enumerate(plan.groups)}
+    firsts = {batch.group_index: batch for batch in reversed(list(fit_batches(plan, lambda candidate, fold: True, FitCosts())))}
+    expected = []
+    for index in range(groups):
+        window = range(index, min(index + 1 + ahead, groups))
+        later = {stage.id for group in plan.groups[index:] for stage in group.stages}
+        stages = {f"stage-{content_id(search.search_id, fold, stage.id)}" for group in plan.groups[: window[-1] + 1]
+                  for stage in group.stages if stage.id in later for fold in range(plan.folds)}
+        expected.append(({(group, fold) for group in window for fold in range(plan.folds)}, stages))
+    held = []
+    with Client(cluster_address) as client:
+        inputs = executor._Inputs(client, search_work(search))
+        infos: list[Any] = []
+        for index in range(groups):
+            inputs.source(firsts[index], lambda future, stage: infos.append(future))
+            held.append(_settled(lambda: (_held_preps(client, group_of), {key for key in client.futures if key.startswith("stage-")}),
+                                 expected[index]))
+        del inputs
+        infos.clear()
+        left = _settled(lambda: client.run_on_scheduler(_scheduler_keys, prefixes=("prep-", "stage-", "info-stage-", "data-")), [])
+    assert groups == 4 and ahead >= 1 and len(expected[0][1]) > len(expected[-1][1]) > 0  # some stages are released
+    assert held == expected
+    assert left == []
+
+
+def test_prefetching_changes_no_score_and_leaves_nothing_on_the_scheduler(
+        tmp_path: Path, cluster_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search of several groups scores the same with the next groups' prefixes computed ahead as without."""
+    path = _write(tmp_path, cluster_address, **GROUPS(tmp_path))
+    with Client(cluster_address) as client:
+        ahead = _scores(client, path)
+        monkeypatch.setattr(executor, "GROUPS_AHEAD", 0)
+        alone = _scores(client, path)
+        left = _settled(lambda: client.run_on_scheduler(_scheduler_keys, prefixes=("prep-", "stage-", "info-stage-", "data-")), [])
+    assert ahead == alone
+    assert left == []
