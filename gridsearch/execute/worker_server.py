@@ -17,8 +17,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+from kampai.tracking import environment
 
 if TYPE_CHECKING:
     from gridsearch.search.config import ClusterConfig
@@ -46,7 +48,7 @@ def start_worker_server() -> None:
     fork server ignores it), so workers import what the client does.
     """
     multiprocessing.get_context(METHOD).set_forkserver_preload(list(PRELOAD))
-    with _environment(_server_environ()), _sigint_ignored():
+    with environment(_server_environ(), override=True), _sigint_ignored():
         multiprocessing.forkserver.ensure_running()
 
 
@@ -57,21 +59,6 @@ def _server_environ() -> dict[str, str]:
     dask_set = dask.config.get("distributed.nanny.pre-spawn-environ")
     workers = {name: str(value) for name, value in dask_set.items() if value is not None and name not in os.environ}
     return {**workers, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-
-
-@contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` for the duration, as it was afterwards."""
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
