@@ -29,7 +29,7 @@ from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer, _Passthroug
 from sklearn.utils import get_tags
 
 from gridsearch.errors import GridsearchError
-from gridsearch.execute.executor import SearchWork, StageReport, execute
+from gridsearch.execute.executor import SearchWork, execute
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.workers import check_workers_once, object_modules, ship_modules
@@ -195,7 +195,7 @@ class EngineSearch:
                     print(self._fit_line(record, plan.folds, *order[record.candidate_id], len(order)))
 
         try:
-            execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, _ignore_stage)
+            execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records)
             # what promote refits from, once per log directory; a log with a config (gridsearch run's halving) refits from that
             if log_path is not None and log_path.is_dir() and SearchMeta.read(log_path).config is None:
                 keep_refit_inputs(log_path, self.estimator, [c.params for c in candidates], self.X, self.y, self.fit_params)
@@ -312,10 +312,6 @@ def _held(rows: _Rows, folds: Folds, pairwise: bool) -> Dataset:
     return Dataset(rows.X, rows.y, folds, rows.fit_params, rows.score_params, pairwise)
 
 
-def _ignore_stage(report: StageReport) -> None:
-    """Raw stage reports: counted by ``gridsearch run``, not by the search classes."""
-
-
 def _logged(log_path: Path, stamp: RecordStamp) -> dict[tuple[str, int], FitRecord]:
     """The records a search's log holds, as records again (the last one of each fit counts)."""
     frame = read_log(log_path).drop_duplicates(["candidate_id", "fold"], keep="last")
@@ -330,4 +326,3 @@ def _logged(log_path: Path, stamp: RecordStamp) -> dict[tuple[str, int], FitReco
             search_id=stamp.search_id, candidate_id=row["candidate_id"], params=row["params"], fold=int(row["fold"]),
             status=Status(row["status"]), scores=scores, train_scores=train, **fields)
     return records
-

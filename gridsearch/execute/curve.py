@@ -23,7 +23,7 @@ import pandas as pd
 
 from gridsearch.errors import ArgumentError, GridsearchError
 from gridsearch.execute.engine import config_of_log, search_work
-from gridsearch.execute.executor import StageReport, execute, open_client
+from gridsearch.execute.executor import execute, open_client
 from gridsearch.execute.workers import check_workers, ship_modules, user_modules
 from gridsearch.log.curves import CURVE_DIR, curve_log, curve_records
 from gridsearch.log.lease import search_lease
@@ -201,7 +201,7 @@ def _fit(search: PreparedSearch, candidates: Sequence[Candidate], pairs: Sequenc
     with RunLog(path, meta) as log, open_client(search.config.cluster) as client:
         check_workers(client)
         ship_modules(client, user_modules(search.pipeline, values, search.config.pipeline.factory))
-        execute(client, work, lambda cid, j: (cid, *pairs[j]) not in done, on_records, _ignore_stage)
+        execute(client, work, lambda cid, j: (cid, *pairs[j]) not in done, on_records)
     return fitted
 
 
@@ -216,7 +216,3 @@ def _logged_fits(search_log: Path) -> set[tuple[str, int, int]]:
 
 def _listed(values: np.ndarray) -> str:
     return ", ".join(f"{v:g}" for v in values)
-
-
-def _ignore_stage(report: StageReport) -> None:
-    """Raw stage reports: not counted by curves."""

@@ -6,8 +6,8 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from distributed import Client
 
 from gridsearch.errors import CandidateFailed, GridsearchError, SearchInterrupted
 from gridsearch.estimators.from_config import halving_from_config
@@ -119,48 +120,19 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
     say = print if progress else _silent
     say(search.plan.summary())
     say(_resume_or_new(search, len(done)))
-    stages: list[StageReport] = []
-    interrupts = DeferredInterrupts()
+    fits = _Fits(search, done, budget, say, progress)
     try:
-        with interrupts.installed(), opening_client(search.config.cluster) as opened:  # the cluster starts during the pilot
+        with fits.interrupts.installed(), opening_client(search.config.cluster) as opened:  # the cluster starts during the pilot
             failing_structures = pilot(search)
             for line in pilot_summary(failing_structures):
                 say(line)
             with RunLog(search.log_path, _metadata(search)) as log:
-                client = opened()
-                if client.dashboard_link and (search.config.cluster.address or search.config.cluster.dashboard):
-                    say(f"dashboard: {client.dashboard_link}")
-                check_workers(client)
-                params = {value for value in search.space.values() if isinstance(value, str)}
-                shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
-                if shipped:
-                    say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
-                tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(done), progress)
-                gate = FailFast(log.append, None if failing_structures else FIRST_FITS)  # the pilot's failures are expected
-
-                def on_records(records: Sequence[FitRecord]) -> None:
-                    with interrupts.deferred():
-                        gate(records)
-                    tracker.update(records)
-                    _raise_if_required(search, records)
-
-                stopped: BaseException | None = None
-                since = time.time()
-                try:
-                    execute(client, search_work(search), lambda cid, fold: (cid, fold) not in done, on_records, stages.append, budget)
-                except GridsearchError as exc:
-                    stopped = exc
-                    raise
-                finally:
-                    if stopped is None or isinstance(stopped, CandidateFailed):
-                        with interrupts.deferred():  # a search stopped for failing writes nothing half-done
-                            gate.flush()
-                    tracker.close()
-                threads = sum(client.nthreads().values())  # at the run's end: the workers its wall time had
+                fits.run(opened(), log, bool(failing_structures))
     except KeyboardInterrupt:
         if not search.log_path.is_dir():
             raise  # before the search had a log, there is nothing to resume
         raise SearchInterrupted(search.log_path) from None
+    stages = fits.stages
     if budget.stopped and not done and budget.per_fit is None:
         raise GridsearchError(f"budget of {budget} reached before any fit finished, so nothing was recorded; "
                               "give a longer search.budget (--budget)")
@@ -175,9 +147,58 @@ def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
     table = cv_results(records, search.candidates, search.plan.folds, search.config.scoring)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring,
                           search.plan.n_fits, int(table["n_errors"].sum()), len(done), len(stages) - from_memo, from_memo,
-                          worker_usage(records, threads, since, _stage_time(stages, search.plan)))
+                          worker_usage(records, fits.threads, fits.since, _stage_time(stages, search.plan)))
     say(_summary(result, top, budget))
     return result
+
+
+@dataclass
+class _Fits:
+    """The fits of one run on an opened client and log: checks, progress, fail-fast, and what they measured."""
+
+    search: PreparedSearch
+    done: set[tuple[str, int]]
+    budget: Budget
+    say: Callable[[str], None]
+    progress: bool
+    interrupts: DeferredInterrupts = field(default_factory=DeferredInterrupts)
+    stages: list[StageReport] = field(default_factory=list)
+    since: float = math.nan  # when the fits were first submitted
+    threads: int = 0  # the workers' threads at the run's end: what its wall time had
+
+    def run(self, client: Client, log: RunLog, pilot_failed: bool) -> None:
+        """Check the workers, then execute the pending fits, each batch's records written as it ends."""
+        search, say = self.search, self.say
+        if client.dashboard_link and (search.config.cluster.address or search.config.cluster.dashboard):
+            say(f"dashboard: {client.dashboard_link}")
+        check_workers(client)
+        params = {value for value in search.space.values() if isinstance(value, str)}
+        shipped = ship_modules(client, user_modules(search.pipeline, params, search.config.pipeline.factory))
+        if shipped:
+            say(f"sent to the workers: {', '.join(shipped)} (not installed there)")
+        tracker = Progress(search.config.scoring[0], search.plan.folds, search.plan.n_fits, len(self.done), self.progress)
+        gate = FailFast(log.append, None if pilot_failed else FIRST_FITS)  # the pilot's failures are expected
+
+        def on_records(records: Sequence[FitRecord]) -> None:
+            with self.interrupts.deferred():
+                gate(records)
+            tracker.update(records)
+            _raise_if_required(search, records)
+
+        stopped: BaseException | None = None
+        self.since = time.time()
+        try:
+            execute(client, search_work(search), lambda cid, fold: (cid, fold) not in self.done, on_records, self.stages.append,
+                    self.budget)
+        except GridsearchError as exc:
+            stopped = exc
+            raise
+        finally:
+            if stopped is None or isinstance(stopped, CandidateFailed):
+                with self.interrupts.deferred():  # a search stopped for failing writes nothing half-done
+                    gate.flush()
+            tracker.close()
+        self.threads = sum(client.nthreads().values())
 
 
 def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
@@ -200,14 +221,16 @@ def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResu
                 say(line)
             search.log_path.mkdir(parents=True, exist_ok=True)
             _metadata(search).write(search.log_path)
+            since = time.time()
             fitted = halving_from_config(search, client, int(progress), afforded.rounds).fit(search.dataset.X, search.dataset.y)
+            threads = sum(client.nthreads().values())
     except KeyboardInterrupt:
         raise SearchInterrupted(search.log_path) from None
     table = pd.DataFrame(fitted.cv_results_).assign(candidate_id=fitted._candidate_ids)
     splits = table.filter(regex=rf"^split\d+_test_{search.config.scoring[0]}$")
     table["n_errors"] = splits.isna().sum(axis=1)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring, len(table) * search.plan.folds,
-                          int(table["n_errors"].sum()), 0)
+                          int(table["n_errors"].sum()), 0, usage=worker_usage(read_log(search.log_path), threads, since))
     done = afforded.rounds.done
     rounds = ", ".join(f"{n} on {r}" for n, r in zip(fitted.n_candidates_[:done], fitted.n_resources_[:done]))
     say(f"\nrounds (candidates on {halving.resource}): {rounds}")

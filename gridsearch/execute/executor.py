@@ -178,12 +178,12 @@ OnRecords = Callable[[Sequence[FitRecord]], None]
 OnStage = Callable[[StageReport], None]
 
 
-def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRecords, on_stage: OnStage,
+def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRecords, on_stage: OnStage | None = None,
             budget: Budget | None = None) -> None:
     """Run every (candidate, fold) of ``work.plan`` for which ``pending`` is true.
 
     ``on_records(records)`` is called in the client as each fit batch completes,
-    ``on_stage(report)`` as each raw stage does. If anything interrupts the loop (Ctrl-C,
+    ``on_stage(report)`` (if given) as each raw stage does. If anything interrupts the loop (Ctrl-C,
     a callback raising), the work still in flight is cancelled.
 
     A batch whose workers kept dying (Dask's ``KilledWorker``) may have died for one of its
@@ -233,8 +233,9 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         _, what, source, attempt = in_flight.pop(future.key)
         spread.done(future.key)
         if isinstance(what, RawStage):
-            report = StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True)
-            on_stage(replace(report, stage_id=what.id))
+            if on_stage is not None:
+                report = StageReport(*future.result()) if future.status == "finished" else StageReport(what.path, False, float("nan"), True)
+                on_stage(replace(report, stage_id=what.id))
             return
         killed = future.status != "finished" and isinstance(future.exception(), KilledWorker)
         if killed and not future.key.startswith(_ALONE):

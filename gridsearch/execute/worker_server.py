@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 METHOD = "forkserver"  # distributed.worker.multiprocessing-method of the LocalCluster
 TASKS_MODULE = "gridsearch.execute.tasks"  # imports what every fit task needs
 PRELOAD = ("distributed", TASKS_MODULE)
+_starting = threading.Lock()
+_started = threading.Event()  # once set, later calls only make sure it runs (restarted plainly, if it died, by multiprocessing)
 
 
 def warm_up(cluster: ClusterConfig) -> None:
@@ -37,7 +39,7 @@ def warm_up(cluster: ClusterConfig) -> None:
 
 
 def start_worker_server() -> None:
-    """Start the fork server now (a no-op while it runs): its imports overlap the caller's.
+    """Start the fork server now (once per process; later calls only check it runs): its imports overlap the caller's.
 
     From the main thread it starts with SIGINT ignored, which every worker forked from it
     keeps: Ctrl-C reaches every process of the terminal's group, and the client alone handles
@@ -47,9 +49,14 @@ def start_worker_server() -> None:
     be set before numpy is imported, and with this process's ``sys.path`` (Python 3.11's
     fork server ignores it), so workers import what the client does.
     """
-    multiprocessing.get_context(METHOD).set_forkserver_preload(list(PRELOAD))
-    with environment(_server_environ(), override=True), _sigint_ignored():
-        multiprocessing.forkserver.ensure_running()
+    with _starting:
+        if _started.is_set():  # this process started it: changing os.environ again, maybe beside other threads, is not needed
+            multiprocessing.forkserver.ensure_running()
+            return
+        multiprocessing.get_context(METHOD).set_forkserver_preload(list(PRELOAD))
+        with environment(_server_environ(), override=True), _sigint_ignored():
+            multiprocessing.forkserver.ensure_running()
+        _started.set()
 
 
 def _server_environ() -> dict[str, str]:

@@ -144,6 +144,6 @@ def test_budget_limit_cancels_running_fits_and_records_none(config_file, cluster
     records: list[FitRecord] = []
     started = time.monotonic()
     budget = Budget(0.5, started=started)
-    execute(client, search_work(search), lambda candidate, fold: True, records.extend, lambda report: None, budget)
+    execute(client, search_work(search), lambda candidate, fold: True, records.extend, budget=budget)
     assert time.monotonic() - started < 1.5  # a fit alone takes longer: the call returned at the limit
     assert records == [] and budget.stopped

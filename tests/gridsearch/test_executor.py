@@ -115,7 +115,7 @@ def test_execute_stops_with_a_gridsearch_error_when_workers_read_other_rows(tmp_
     _numeric_csv(tmp_path, shift=1.0)  # same name, shape and columns; other values
     recorded: list[FitRecord] = []
     with Client(cluster_address) as client, pytest.raises(gridsearch.GridsearchError, match="data on a worker differs from the client's"):
-        execute(client, search_work(search), lambda candidate, fold: True, recorded.extend, lambda report: None)
+        execute(client, search_work(search), lambda candidate, fold: True, recorded.extend)
     assert recorded == []
 
 
@@ -132,10 +132,10 @@ def test_fit_tasks_of_searches_differing_only_in_scoring_never_share_a_key(tmp_p
 
     def start_second(_records: Sequence[FitRecord]) -> None:
         if not records:  # A's other fits are still in flight, A's collected one is held by the executor
-            execute(client, search_work(second), lambda candidate, fold: True, records.extend, lambda report: None)
+            execute(client, search_work(second), lambda candidate, fold: True, records.extend)
 
     with Client(cluster_address) as client:
-        execute(client, search_work(first), lambda candidate, fold: True, start_second, lambda report: None)
+        execute(client, search_work(first), lambda candidate, fold: True, start_second)
     assert len(records) == second.plan.n_fits
     assert {record.search_id for record in records} == {second.search_id}
     assert {tuple(record.scores) for record in records} == {("neg_mean_absolute_error",)}
@@ -159,7 +159,7 @@ def _scores(client: Client, path: Path) -> dict[tuple[str, int], Any]:
     def on_records(records: Sequence[FitRecord]) -> None:
         scores.update({(record.candidate_id, record.fold): record.scores for record in records if record.error is None})
 
-    execute(client, search_work(search), lambda candidate, fold: True, on_records, lambda report: None)
+    execute(client, search_work(search), lambda candidate, fold: True, on_records)
     assert len(scores) == search.plan.n_fits
     return scores
 

@@ -121,3 +121,13 @@ def test_preprocessing_is_the_stage_and_prefix_tasks_counted_once(runs, run):
     on_workers = computed.get("stage", 0.0) + computed.get("prep", 0.0)  # the tasks' whole compute: fold slicing too (0.67-0.9 of it)
     timed = result.usage.prep_time + result.usage.memo_time  # a stage counted per prefix reading it would exceed it
     assert 0.3 * on_workers <= timed <= on_workers, (timed, computed)
+
+
+def test_a_halving_run_prints_its_worker_time_over_every_round(write_config):
+    grid = {"features__geohash__encode__precision": [4, 5], "model__alpha": [0.01, 0.1, 1.0, 10.0]}
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        result = gridsearch.run(write_config(search={"params": grid, "strategy": "halving", "factor": 2}), progress=True)
+    [match] = LINE.findall(printed.getvalue())
+    assert int(match[0]) == result.usage.threads == 2
+    assert result.usage.fits == len(gridsearch.read_log(result.log_path)) == len(result.cv_results) * 3  # all rounds' fits
+    assert result.usage.fit_time > 0 and result.usage.prep_time > 0

@@ -103,7 +103,7 @@ def _execute(address: str, search: gridsearch.PreparedSearch) -> list[FitRecord]
     """Every fit of a prepared search, run on ``address`` by its own client; the records."""
     records: list[FitRecord] = []
     with Client(address, timeout="20s") as client:
-        execute(client, search_work(search), lambda candidate_id, fold: True, records.extend, lambda report: None)
+        execute(client, search_work(search), lambda candidate_id, fold: True, records.extend)
     return records
 
 
