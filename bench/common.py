@@ -181,11 +181,12 @@ def _machine_busy() -> float:
 def _own_cpu() -> float:
     import psutil
 
-    me = psutil.Process()
-    total = sum(me.cpu_times()[:4])  # user, system, children_user, children_system
-    for child in me.children(recursive=True):
+    # user, system, children_user, children_system: a descendant's reaped children count too (the workers
+    # forked by the engine's fork server are its children, and gone by the end of a measurement)
+    total = 0.0
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
-            total += sum(child.cpu_times()[:2])
+            total += sum(process.cpu_times()[:4])
     return total
 
 

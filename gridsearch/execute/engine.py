@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -23,7 +24,7 @@ from gridsearch.execute.batching import MAX_BATCH, TARGET_TASK_SECONDS
 from gridsearch.execute.budget import Budget
 from gridsearch.execute.executor import SearchWork, StageReport, execute, open_client, opening_client
 from gridsearch.execute.failfast import FIRST_FITS, FailFast
-from gridsearch.execute.halving_budget import afford
+from gridsearch.execute.halving_budget import Afforded, afford
 from gridsearch.execute.interrupts import DeferredInterrupts
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.scoring import Scoring
@@ -109,8 +110,14 @@ def run(config: str | os.PathLike[str] | SearchConfig, *, progress: bool = True,
     search = prepare_search(config, **overrides)
     ensure_writable(search.config.log_dir)
     space = search.config.space
-    with search_lease(search.log_path, content_id(space.grids, space.n_iter, space.seed)):
+    with search_lease(search.log_path, _work_id(search)):
         return (_run if space.halving is None else _run_halving)(search, progress, top)
+
+
+def _work_id(search: PreparedSearch) -> str:
+    """What one run at a time may do on a log: these candidates."""
+    space = search.config.space
+    return content_id(space.grids, space.n_iter, space.seed)
 
 
 def _run(search: PreparedSearch, progress: bool, top: int) -> SearchResult:
@@ -213,24 +220,20 @@ def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResu
     say(f"successive halving of {len(search.space)} candidates x {search.plan.folds} folds over {halving.resource}, factor {halving.factor}")
     for line in pilot_summary(pilot(search)):
         say(line)
+    configured = search
     try:
         with open_client(search.config.cluster) as client:
             afforded = afford(search, client, budget)  # before anything is written: a budget too small leaves no log
             search = afforded.search
-            for line in filter(None, [afforded.line, f"logging to {search.log_path}"]):
-                say(line)
-            search.log_path.mkdir(parents=True, exist_ok=True)
-            _metadata(search).write(search.log_path)
-            since = time.time()
-            fitted = halving_from_config(search, client, int(progress), afforded.rounds).fit(search.dataset.X, search.dataset.y)
-            threads = sum(client.nthreads().values())
+            with _leased(search, configured):
+                fitted, usage = _halving_rounds(afforded, client, progress, say)
     except KeyboardInterrupt:
         raise SearchInterrupted(search.log_path) from None
     table = pd.DataFrame(fitted.cv_results_).assign(candidate_id=fitted._candidate_ids)
     splits = table.filter(regex=rf"^split\d+_test_{search.config.scoring[0]}$")
     table["n_errors"] = splits.isna().sum(axis=1)
     result = SearchResult(search.search_id, search.log_path, table, search.config.scoring, len(table) * search.plan.folds,
-                          int(table["n_errors"].sum()), 0, usage=worker_usage(read_log(search.log_path), threads, since))
+                          int(table["n_errors"].sum()), 0, usage=usage)
     done = afforded.rounds.done
     rounds = ", ".join(f"{n} on {r}" for n, r in zip(fitted.n_candidates_[:done], fitted.n_resources_[:done]))
     say(f"\nrounds (candidates on {halving.resource}): {rounds}")
@@ -239,6 +242,23 @@ def _run_halving(search: PreparedSearch, progress: bool, top: int) -> SearchResu
         say(f"budget of {budget} reached: {done} of {len(fitted.n_candidates_)} rounds done, the best is round {done - 1}'s; "
             f"continue with: python -m gridsearch run --resume {search.log_path} [--budget ...]")
     return result
+
+
+def _leased(chosen: PreparedSearch, configured: PreparedSearch) -> contextlib.AbstractContextManager[None]:
+    """The lease of the search a budget chose, when it has its own log (a smaller max_resources): one run at a time there too."""
+    return contextlib.nullcontext() if chosen.log_path == configured.log_path else search_lease(chosen.log_path, _work_id(chosen))
+
+
+def _halving_rounds(afforded: Afforded, client: Client, progress: bool, say: Callable[[str], None]) -> tuple[Any, Usage]:
+    """Every round of the afforded schedule, logged; the fitted halving search and its workers' time."""
+    search = afforded.search
+    for line in filter(None, [afforded.line, f"logging to {search.log_path}"]):
+        say(line)
+    search.log_path.mkdir(parents=True, exist_ok=True)
+    _metadata(search).write(search.log_path)
+    since = time.time()
+    fitted = halving_from_config(search, client, int(progress), afforded.rounds).fit(search.dataset.X, search.dataset.y)
+    return fitted, worker_usage(read_log(search.log_path), sum(client.nthreads().values()), since)
 
 
 def _last_round(table: pd.DataFrame, scoring: Sequence[str]) -> pd.DataFrame:
