@@ -14,7 +14,7 @@ import numbers
 import secrets
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property, partial
 from pathlib import Path
@@ -30,6 +30,7 @@ from sklearn.utils import get_tags
 
 from gridsearch.errors import GridsearchError
 from gridsearch.execute.executor import SearchWork, execute
+from gridsearch.execute.growth import Refits
 from gridsearch.execute.progress import Progress
 from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.workers import check_workers_once, object_modules, ship_modules
@@ -53,7 +54,8 @@ class EngineSearch:
     ``scorer`` is what ``BaseSearchCV._get_scorers`` made (one scorer, a callable, or a
     ``_MultimetricScorer``); ``fit_params`` and ``score_params`` are routed as scikit-learn
     routes them. ``cache`` is a memo directory for raw stages, ``log`` a run log directory
-    (None: neither).
+    (None: neither). ``growth`` keeps the fitted ensembles of one call for the next to grow
+    (halving along ``n_estimators``, :mod:`gridsearch.execute.growth`; by default every fit is fresh).
     """
 
     estimator: BaseEstimator
@@ -68,6 +70,7 @@ class EngineSearch:
     cache: Path | None
     log: Path | None
     verbose: int
+    growth: Refits = field(default_factory=Refits)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -91,6 +94,7 @@ class EngineSearch:
         check_workers_once(self.client)
         ship_modules(self.client, object_modules(self._sent_objects(candidates)))  # before the rows they may hold are sent
         work = self._work(search_id, folds, plan)
+        self.growth.start_round(plan, work.fit_setup)
         records = self._run(work, plan, candidates, _LogTarget(log_id or search_id, round_, tuple(len(train) for train, _ in folds)))
         lost = sum(record.status is Status.LOST for record in records.values())
         if lost:
@@ -195,7 +199,7 @@ class EngineSearch:
                     print(self._fit_line(record, plan.folds, *order[record.candidate_id], len(order)))
 
         try:
-            execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records)
+            execute(self.client, work, lambda candidate, fold: (candidate, fold) not in records, on_records, growth=self.growth)
             # what promote refits from, once per log directory; a log with a config (gridsearch run's halving) refits from that
             if log_path is not None and log_path.is_dir() and SearchMeta.read(log_path).config is None:
                 keep_refit_inputs(log_path, self.estimator, [c.params for c in candidates], self.X, self.y, self.fit_params)

@@ -58,7 +58,8 @@ def halving_from_config(search: PreparedSearch, client: Client, verbose: int = 0
     grid = [{name: [value] for name, value in candidate.params.items()} for candidate in search.candidates]
     estimator = _BudgetedHalving(search.pipeline, grid, **halving.as_dict(), cv=list(search.dataset.folds), scoring=list(cfg.scoring),
                                  refit=False, error_score=cfg.error_score, return_train_score=False, random_state=cfg.space.seed,
-                                 verbose=verbose, client=client, cache=cfg.cache.dir, log=cfg.log_dir)
+                                 verbose=verbose, client=client, cache=cfg.cache.dir, log=cfg.log_dir,
+                                 grow_ensembles=halving.grow_ensembles)
     estimator._log_name = search.search_id
     estimator._rounds = rounds
     return estimator

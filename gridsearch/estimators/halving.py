@@ -13,6 +13,12 @@ them in the method order. Two things scikit-learn's do not (its #26109 and #2463
   records all of them and ranks on ``refit``'s (the first when ``refit=False``);
 - every round goes to one run log (``log=``), its records with their ``round`` and
   ``fit_rows``, so ``gridsearch top LOG --round K`` ranks any round, not only the last.
+
+And one thing scikit-learn's does not do (its #15125): with ``grow_ensembles=True`` and the
+final estimator's ``n_estimators`` as the resource, a forest or gradient boosting with an int
+``random_state`` grows each survivor's ensemble of the previous round (``warm_start``) instead
+of refitting it; the scores stay the refits', bit for bit (:mod:`gridsearch.execute.growth`).
+A grown fit's ``fit_time`` is the time of the new trees only.
 """
 
 from __future__ import annotations
@@ -30,14 +36,18 @@ from sklearn.model_selection import HalvingRandomSearchCV as _SklearnHalvingRand
 from sklearn.utils.validation import _num_samples
 
 from gridsearch.estimators.search_cv import ENGINE_CONSTRAINTS, EngineSearchCV
+from gridsearch.execute.growth import Refits, growth_for
 
 Grid = Mapping[str, Any] | list[Mapping[str, Any]]
 # scoring and refit as GridSearchCV takes them: several scorers, refit naming the one that ranks
 _SCORING_CONSTRAINTS = {name: _SklearnGrid._parameter_constraints[name] for name in ("scoring", "refit")}
+_GROWTH_CONSTRAINTS = {"grow_ensembles": ["boolean"]}
 
 
 class _RankedRounds(EngineSearchCV):
-    """The halving classes' ``fit`` and choice of the best, for one scorer or several."""
+    """The halving classes' ``fit`` and choice of the best, for one scorer or several, and their ensembles' growth."""
+
+    grow_ensembles: bool
 
     def fit(self, X: Any, y: Any = None, **params: Any) -> Self:
         """Run every round on the engine, then refit the best of the last round (see scikit-learn's halving ``fit``)."""
@@ -54,6 +64,10 @@ class _RankedRounds(EngineSearchCV):
         scores = np.asarray(results[_ranked(refit_metric, results)])[last]
         return int(last[0 if np.isnan(scores).all() else np.nanargmax(scores)])
 
+    def _growth(self, client: Client) -> Refits:
+        """With ``grow_ensembles``, each round's ensembles grown in the next (when the resource is their ``n_estimators``)."""
+        return growth_for(self.estimator, self.resource, client) if self.grow_ensembles else Refits()
+
 
 def _ranked(metric: Any, results: Mapping[str, Any]) -> str:
     """The ``cv_results_`` key that ranks: one scorer's ``mean_test_score``, else ``metric``'s, else the first scorer's."""
@@ -69,39 +83,45 @@ class HalvingGridSearchCV(_RankedRounds, _SklearnHalvingGrid):
 
     Parameters are scikit-learn's, plus ``client``, ``cache`` and ``log`` (see
     :class:`~gridsearch.estimators.search_cv.EngineSearchCV`); ``scoring`` may name several
-    scorers, and ``refit`` the one that ranks.
+    scorers, and ``refit`` the one that ranks. ``grow_ensembles``: with ``resource`` the final
+    estimator's ``n_estimators``, grow each round's forests and boosting in the next instead of
+    refitting them (same scores; off by default; see the module's text).
     """
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnHalvingGrid._parameter_constraints, **_SCORING_CONSTRAINTS,
-                                                        **ENGINE_CONSTRAINTS}
+                                                        **_GROWTH_CONSTRAINTS, **ENGINE_CONSTRAINTS}
 
     def __init__(self, estimator: Any, param_grid: Grid, *, factor: float = 3, resource: str = "n_samples",
                  max_resources: int | str = "auto", min_resources: int | str = "exhaust", aggressive_elimination: bool = False,
                  cv: Any = 5, scoring: Any = None, refit: bool | Callable[..., int] = True, error_score: float | str = np.nan,
                  return_train_score: bool = True, random_state: Any = None, n_jobs: int | None = None, verbose: int = 0,
                  client: Client | str | None = None, cache: str | os.PathLike[str] | None = None,
-                 log: str | os.PathLike[str] | None = None) -> None:
+                 log: str | os.PathLike[str] | None = None, grow_ensembles: bool = False) -> None:
         super().__init__(estimator, param_grid, factor=factor, resource=resource, max_resources=max_resources,
                          min_resources=min_resources, aggressive_elimination=aggressive_elimination, cv=cv, scoring=scoring,
                          refit=refit, error_score=error_score, return_train_score=return_train_score, random_state=random_state,
                          n_jobs=n_jobs, verbose=verbose)
-        self.client, self.cache, self.log = client, cache, log
+        self.client, self.cache, self.log, self.grow_ensembles = client, cache, log, grow_ensembles
 
 
 class HalvingRandomSearchCV(_RankedRounds, _SklearnHalvingRandom):
-    """Successive halving over random candidates, as :class:`sklearn.model_selection.HalvingRandomSearchCV`, on Dask."""
+    """Successive halving over random candidates, as :class:`sklearn.model_selection.HalvingRandomSearchCV`, on Dask.
+
+    Parameters are those of :class:`HalvingGridSearchCV`, with ``param_distributions`` and ``n_candidates``.
+    """
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {**_SklearnHalvingRandom._parameter_constraints, **_SCORING_CONSTRAINTS,
-                                                        **ENGINE_CONSTRAINTS}
+                                                        **_GROWTH_CONSTRAINTS, **ENGINE_CONSTRAINTS}
 
     def __init__(self, estimator: Any, param_distributions: Grid, *, n_candidates: int | str = "exhaust", factor: float = 3,
                  resource: str = "n_samples", max_resources: int | str = "auto", min_resources: int | str = "smallest",
                  aggressive_elimination: bool = False, cv: Any = 5, scoring: Any = None, refit: bool | Callable[..., int] = True,
                  error_score: float | str = np.nan, return_train_score: bool = True, random_state: Any = None,
                  n_jobs: int | None = None, verbose: int = 0, client: Client | str | None = None,
-                 cache: str | os.PathLike[str] | None = None, log: str | os.PathLike[str] | None = None) -> None:
+                 cache: str | os.PathLike[str] | None = None, log: str | os.PathLike[str] | None = None,
+                 grow_ensembles: bool = False) -> None:
         super().__init__(estimator, param_distributions, n_candidates=n_candidates, factor=factor, resource=resource,
                          max_resources=max_resources, min_resources=min_resources, aggressive_elimination=aggressive_elimination,
                          cv=cv, scoring=scoring, refit=refit, error_score=error_score, return_train_score=return_train_score,
                          random_state=random_state, n_jobs=n_jobs, verbose=verbose)
-        self.client, self.cache, self.log = client, cache, log
+        self.client, self.cache, self.log, self.grow_ensembles = client, cache, log, grow_ensembles

@@ -37,6 +37,7 @@ from sklearn.utils.validation import _check_method_params
 
 from gridsearch.estimators.evaluate import EngineSearch, candidate_ids
 from gridsearch.estimators.session import search_client
+from gridsearch.execute.growth import Refits
 
 _RETURN = "return" if parse_version(sklearn.__version__) >= parse_version("1.9") else "returned"  # its wording, which 1.9 changed
 ENGINE_CONSTRAINTS: dict[str, list[Any]] = {
@@ -78,15 +79,18 @@ class EngineSearchCV(BaseSearchCV):
         if hasattr(self, "_check_input_parameters"):  # scikit-learn >= 1.9 checks here what halving needs (1.8: in halving's fit)
             self._check_input_parameters(X=X, y=y, split_params=routed.splitter.split)
         _check_pairwise(self.estimator, X)
-        base = clone(self.estimator)
+        base, client = clone(self.estimator), search_client(self.client)
         engine = EngineSearch(base, X, y, routed.estimator.fit, routed.scorer.score, scorer, self.error_score, self.return_train_score,
-                              search_client(self.client), None if self.cache is None else Path(self.cache),
-                              None if self.log is None else Path(self.log), self.verbose)
+                              client, None if self.cache is None else Path(self.cache),
+                              None if self.log is None else Path(self.log), self.verbose, self._growth(client))
         evaluation = _Evaluation(self, engine, routed.splitter.split, refit_metric)
-        if "callback_ctx" in inspect.signature(self._run_search).parameters:  # scikit-learn >= 1.9's halving needs one
-            self._run_search(evaluation, callback_ctx=self._init_callback_context(max_subtasks=None))
-        else:
-            self._run_search(evaluation)
+        try:
+            if "callback_ctx" in inspect.signature(self._run_search).parameters:  # scikit-learn >= 1.9's halving needs one
+                self._run_search(evaluation, callback_ctx=self._init_callback_context(max_subtasks=None))
+            else:
+                self._run_search(evaluation)
+        finally:
+            engine.growth.release()
         first = evaluation.out[0]["test_scores"]
         self.multimetric_ = isinstance(first, dict)
         if callable(self.scoring) and self.multimetric_:
@@ -104,6 +108,10 @@ class EngineSearchCV(BaseSearchCV):
         self.cv_results_ = results
         self._candidate_ids = evaluation.ids
         return self
+
+    def _growth(self, client: Client) -> Refits:
+        """What keeps one call's fitted models for the next to grow: nothing (the halving classes may grow ensembles)."""
+        return Refits()
 
     def __sklearn_clone__(self) -> Self:
         """A clone whose ``client`` is the same client (a connection is shared, never copied)."""
@@ -181,8 +189,9 @@ class _Evaluation:
         return self.results if ranked not in self.results else {**self.results, "mean_test_score": self.results[ranked]}
 
 
-# arguments that change no result, and the estimator, which the log's name hashes as cloned (a clone hashes apart from its original)
-_NOT_DEFINING = frozenset({"client", "cache", "log", "verbose", "n_jobs", "pre_dispatch", "estimator"})
+# arguments that change no result (grow_ensembles: no score, only fit times), and the estimator, which the log's name hashes
+# as cloned (a clone hashes apart from its original)
+_NOT_DEFINING = frozenset({"client", "cache", "log", "verbose", "n_jobs", "pre_dispatch", "estimator", "grow_ensembles"})
 
 
 def _settings(search: EngineSearchCV) -> dict[str, Any]:

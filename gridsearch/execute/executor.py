@@ -26,8 +26,9 @@ from sklearn.base import BaseEstimator
 from gridsearch.errors import GridsearchError
 from gridsearch.execute.batching import BLOCK, BUDGET_BLOCK, FitBatch, FitCosts, Pending, fit_batches
 from gridsearch.execute.budget import Budget
+from gridsearch.execute.growth import Refits
 from gridsearch.execute.scoring import Scoring
-from gridsearch.execute.tasks import FitSetup, failure, fit_batch, prepare, run_stage, stage_summary
+from gridsearch.execute.tasks import FitSetup, failure, prepare, run_stage, stage_summary
 from gridsearch.execute.worker_server import METHOD, TASKS_MODULE, start_worker_server, warm_up
 from gridsearch.log.records import FitRecord, RecordStamp, Status
 from gridsearch.search.config import ClusterConfig
@@ -180,7 +181,7 @@ OnStage = Callable[[StageReport], None]
 
 
 def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRecords, on_stage: OnStage | None = None,
-            budget: Budget | None = None) -> None:
+            budget: Budget | None = None, growth: Refits | None = None) -> None:
     """Run every (candidate, fold) of ``work.plan`` for which ``pending`` is true.
 
     ``on_records(records)`` is called in the client as each fit batch completes,
@@ -198,6 +199,9 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
     at the budget's limit what still runs is cancelled and the call returns. Cancelled fits are
     not recorded: the log lacks them, so a resume runs them.
 
+    ``growth`` (halving along ``n_estimators``, :mod:`gridsearch.execute.growth`) makes the fit
+    tasks grow the previous round's models and keep theirs; by default every fit is fresh.
+
     Raises
     ------
     GridsearchError
@@ -205,6 +209,7 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         from the client's); nothing is recorded for the fits that needed them.
     """
     budget = Budget(None) if budget is None else budget
+    growth = Refits() if growth is None else growth
     inputs = _Inputs(client, work)
     costs = FitCosts()
     in_flight: dict[str, tuple[Future, FitBatch | RawStage, Future | None, int]] = {}
@@ -225,9 +230,10 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         # The search id is in the key: a search with other scorers on the same scheduler must not get these records.
         kind = "fit" if attempt is None else f"{_ALONE}{attempt}"
         key = f"{kind}-{content_id(work.stamp.search_id, batch.group.id, batch.fold, [item.candidate_id for item in batch.items])}"
-        worker = spread.place(key, costs.estimate(batch.cost_key), len(batch.families))
-        future = client.submit(fit_batch, source, batch.fold, batch.families, setup, key=key, pure=False,
+        worker = None if growth.reads_models(batch) else spread.place(key, costs.estimate(batch.cost_key), len(batch.families))
+        future = client.submit(growth.task, source, batch.fold, batch.families, setup, *growth.inputs(batch), key=key, pure=False,
                                workers=worker, allow_other_workers=worker is not None)
+        growth.submitted(future, batch)
         watch(future, batch, source, attempt or 0)
 
     def collect(future: Future) -> None:
@@ -245,7 +251,7 @@ def execute(client: Client, work: SearchWork, pending: Pending, on_records: OnRe
         if killed and future.exception().task != future.key and attempt + 1 < _ALONE_ATTEMPTS:
             suspects.append((what, source, attempt + 1))  # an input died beside another culprit: not this family's death
             return
-        records = future.result() if future.status == "finished" else _failed(what, future, work)
+        records = growth.records(future) if future.status == "finished" else _failed(what, future, work)
         costs.observe(what.cost_key, records, len(what.families))
         budget.observe(records)
         on_records(records)

@@ -23,7 +23,7 @@ from gridsearch.execute.scoring import Scoring
 from gridsearch.execute.sizes import model_size
 from gridsearch.log.records import FitItem, FitRecord, RecordStamp, Status
 from gridsearch.search.dataset import Dataset
-from gridsearch.search.ensembles import truncated
+from gridsearch.search.ensembles import grown, truncated
 from gridsearch.search.plan import FitFamily, RawStage, final_step_name, split_params
 from gridsearch.search.space import resolve, step_names
 from gridsearch.search.stages import assemble, fit_stage
@@ -158,8 +158,68 @@ def fit_batch(source: Prepared | Dataset, fold: int, families: Sequence[FitFamil
     its first trees (``shared_fit`` names the fitted candidate, their ``fit_time`` is 0).
     Warnings are recorded, not printed.
     """
+    return _fit_families(source, fold, families, setup, _Fresh())
+
+
+@dataclass(frozen=True)
+class FittedBatch:
+    """What :func:`grow_batch` returns: the records, and each family's fitted final estimator (None: its fit failed)."""
+
+    records: list[FitRecord]
+    models: tuple[BaseEstimator | None, ...]
+
+
+def grow_batch(source: Prepared | Dataset, fold: int, families: Sequence[FitFamily], setup: FitSetup,
+               previous: Sequence[BaseEstimator | None]) -> FittedBatch:
+    """:func:`fit_batch`, each family grown from ``previous[i]`` (a fitted ensemble of fewer trees; None: a fit
+    from scratch), and the fitted estimators kept: the next halving round grows them.
+
+    A grown fit's ``fit_time`` is the time the new trees took.
+    """
+    models = _Growing({family.items[0].candidate_id: model for family, model in zip(families, previous) if model is not None})
+    records = _fit_families(source, fold, families, setup, models)
+    return FittedBatch(records, tuple(models.fitted.get(family.items[0].candidate_id) for family in families))
+
+
+def records_of(batch: FittedBatch) -> list[FitRecord]:
+    """A :func:`grow_batch` task's records, the part the client gathers."""
+    return batch.records
+
+
+def model_of(batch: FittedBatch, index: int) -> BaseEstimator | None:
+    """A :func:`grow_batch` task's ``index``-th family's fitted estimator, the part kept on the worker."""
+    return batch.models[index]
+
+
+class _Fresh:
+    """Every final estimator fitted from scratch, none kept (:func:`fit_batch`)."""
+
+    def start(self, item: FitItem) -> BaseEstimator | None:
+        """The estimator to fit for ``item``, or None for a fresh one."""
+        return None
+
+    def keep(self, item: FitItem, estimator: BaseEstimator) -> None:
+        """``estimator`` was fitted for ``item``."""
+
+
+class _Growing(_Fresh):
+    """Final estimators grown from the previous round's (by candidate id), all fitted ones kept (:func:`grow_batch`)."""
+
+    def __init__(self, previous: Mapping[str, BaseEstimator]) -> None:
+        self.previous = previous
+        self.fitted: dict[str, BaseEstimator] = {}
+
+    def start(self, item: FitItem) -> BaseEstimator | None:
+        model = self.previous.get(item.candidate_id)
+        return None if model is None else grown(model, item.n_estimators)
+
+    def keep(self, item: FitItem, estimator: BaseEstimator) -> None:
+        self.fitted[item.candidate_id] = estimator
+
+
+def _fit_families(source: Prepared | Dataset, fold: int, families: Sequence[FitFamily], setup: FitSetup, models: _Fresh) -> list[FitRecord]:
     prepared = source if isinstance(source, Prepared) else Prepared.raw(source, fold)
-    fitting = _Fitting(prepared, fold, setup, _worker_address())
+    fitting = _Fitting(prepared, fold, setup, _worker_address(), models)
     return [record for family in families for record in fitting.family(family)]
 
 
@@ -171,6 +231,7 @@ class _Fitting:
     fold: int
     setup: FitSetup
     worker: str
+    models: _Fresh
 
     def family(self, family: FitFamily) -> list[FitRecord]:
         started = time.time()
@@ -192,6 +253,7 @@ class _Fitting:
                 else:
                     estimator.fit(prepared.X_train, prepared.y_train, **prepared.fit_params)
                 fit_time = time.perf_counter() - start
+                self.models.keep(leader, estimator)
                 for item in family.items:
                     view = estimator if item is leader else truncated(estimator, item.n_estimators)
                     start = time.perf_counter()
@@ -211,9 +273,10 @@ class _Fitting:
         return scored + [self._record(item, started, notes, error=error) for item in family.items[len(outcomes):]]
 
     def _estimator(self, item: FitItem) -> BaseEstimator:
-        """A fresh final estimator (or whole estimator) with the item's params set."""
+        """A fresh final estimator (or whole estimator) with the item's params set, or the one ``models`` grows."""
         setup = self.setup
-        return _final_estimator(setup.pipeline, setup.final_step, resolve(item.params, setup.steps))
+        started = self.models.start(item)
+        return final_estimator(setup.pipeline, setup.final_step, resolve(item.params, setup.steps)) if started is None else started
 
     def _score(self, model: BaseEstimator, X: Any, y: Any, side: int) -> tuple[dict[str, float], list[str]]:
         return self.setup.scoring.score(model, X, y, self.prepared.score_params[side], self.setup.stamp.error_score)
@@ -255,7 +318,7 @@ def _score_params(dataset: Dataset, fold: int) -> tuple[dict[str, Any], dict[str
     return dataset.fold_score_params(fold, 0), dataset.fold_score_params(fold, 1)
 
 
-def _final_estimator(pipeline: BaseEstimator, final_step: str | None, params: dict[str, Any]) -> BaseEstimator:
+def final_estimator(pipeline: BaseEstimator, final_step: str | None, params: dict[str, Any]) -> BaseEstimator:
     """A fresh final estimator with ``params`` (addressed as in the whole pipeline) set; the whole one without a final step."""
     if final_step is None:
         return clone(pipeline).set_params(**params)

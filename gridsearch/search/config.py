@@ -80,6 +80,10 @@ _HALVING: dict[str, tuple[Any, ...]] = {  # search.<key> of successive halving, 
     "max_resources": (_INT + _STR, "auto", _count_or("auto"), "an integer >= 1 or 'auto' (every row)"),
     "aggressive_elimination": (_BOOL, False, None, "true or false"),
 }
+# search.<key> of successive halving that changes how a round fits, not what it scores (so not part of the search id)
+_GROWTH: dict[str, tuple[Any, ...]] = {
+    "grow_ensembles": (_BOOL, False, None, "true or false (grow each round's forests in the next, along model__n_estimators)"),
+}
 _SCHEMA: dict[str, dict[str, _Field]] = {
     "data": {
         "source": _Field(_STR, SYNTHETIC_SOURCE, _non_empty, f"'{SYNTHETIC_SOURCE}' or a CSV/Parquet path"),
@@ -103,7 +107,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "budget": _Field((int, float, str) + _NONE, None, _duration,
                          "null (no time limit), a number of seconds or a duration such as 90s, 30min, 1h, 1h30min"),
         "strategy": _Field(_STR, "grid", _one_of("grid", "halving"), "'grid' (every candidate on every row) or 'halving'"),
-        **{key: _Field(*spec) for key, spec in _HALVING.items()},
+        **{key: _Field(*spec) for key, spec in {**_HALVING, **_GROWTH}.items()},
     },
     "cv": {
         "folds": _Field(_INT, 5, _at_least(2), "an integer >= 2"),
@@ -166,13 +170,18 @@ class SpaceConfig:
 
 @dataclass(frozen=True)
 class HalvingConfig:
-    """``search.strategy: halving`` and its settings, with scikit-learn's names and meanings."""
+    """``search.strategy: halving`` and its settings, with scikit-learn's names and meanings.
+
+    ``grow_ensembles`` changes how the rounds fit, not their scores: :meth:`as_dict` (what the
+    search id hashes) leaves it out.
+    """
 
     resource: str
     factor: float
     min_resources: int | str
     max_resources: int | str
     aggressive_elimination: bool
+    grow_ensembles: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _HALVING}
@@ -384,11 +393,11 @@ def _validate(source: str, raw: dict[str, Any], path: Path | None) -> SearchConf
 def _halving(source: str, search: Mapping[str, Any], given: Mapping[str, Any]) -> HalvingConfig | None:
     """The halving settings when ``search.strategy`` is ``halving``; a setting of it given otherwise is refused."""
     if search["strategy"] != "halving":
-        for key in _HALVING:
+        for key in {**_HALVING, **_GROWTH}:
             if key in given:
                 raise ConfigError(source, f"search.{key}", "a setting of successive halving: set search.strategy: halving, or remove it")
         return None
-    return HalvingConfig(**{key: search[key] for key in _HALVING})
+    return HalvingConfig(**{key: search[key] for key in {**_HALVING, **_GROWTH}})
 
 
 def _reject_unknown(source: str, where: str, mapping: Mapping[str, Any], allowed: list[str]) -> None:
