@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from distributed import Client
+from sklearn.base import BaseEstimator, clone
 
 from gridsearch.estimators.halving import HalvingGridSearchCV
 from gridsearch.estimators.search_cv import GridSearchCV
@@ -56,13 +57,29 @@ def halving_from_config(search: PreparedSearch, client: Client, verbose: int = 0
     if halving is None:
         raise ValueError("halving_from_config needs a search with search.strategy: halving")
     grid = [{name: [value] for name, value in candidate.params.items()} for candidate in search.candidates]
-    estimator = _BudgetedHalving(search.pipeline, grid, **halving.as_dict(), cv=list(search.dataset.folds), scoring=list(cfg.scoring),
+    estimator = _BudgetedHalving(_checked_base(search), grid, **halving.as_dict(), cv=list(search.dataset.folds), scoring=list(cfg.scoring),
                                  refit=False, error_score=cfg.error_score, return_train_score=False, random_state=cfg.space.seed,
                                  verbose=verbose, client=client, cache=cfg.cache.dir, log=cfg.log_dir,
                                  grow_ensembles=halving.grow_ensembles)
     estimator._log_name = search.search_id
     estimator._rounds = rounds
     return estimator
+
+
+def _checked_base(search: PreparedSearch) -> BaseEstimator:
+    """The pipeline scikit-learn's halving checks its resource on (its ``estimator``).
+
+    Scikit-learn requires the resource (``model__n_estimators``) to be a parameter of that
+    pipeline, before candidates swap their steps in; a config may keep a default model there
+    and swap a forest in for every candidate (``model: [sklearn.ensemble.RandomForestRegressor]``).
+    Then the base gets the first candidate's step: every candidate sets its own, so no score changes.
+    """
+    pipeline, resource = search.pipeline, search.config.space.halving.resource
+    if resource == "n_samples" or resource in pipeline.get_params():
+        return pipeline
+    steps, first = step_names(pipeline), search.candidates[0].params
+    owners = [name for name in first if name in steps and resource.startswith(f"{name}__")]
+    return clone(pipeline).set_params(**resolve({owners[0]: first[owners[0]]}, steps)) if owners else pipeline
 
 
 class _BudgetedHalving(HalvingGridSearchCV):

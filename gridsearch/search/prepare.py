@@ -7,13 +7,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from gridsearch.search.config import SearchConfig, from_mapping, load_config
 from gridsearch.search.dataset import Dataset, Holdout
 from gridsearch.search.inputs import SearchInputs, load_inputs
 from gridsearch.search.plan import Plan, make_plan
-from gridsearch.search.space import Candidate, Space, expand
+from gridsearch.search.space import Candidate, Space, expand, resolve, step_names
 from gridsearch.search.stages import raw_stages
 from kampai.ids import content_id, did_you_mean
 
@@ -76,7 +76,7 @@ def prepare_search(config: str | os.PathLike[str] | SearchConfig, **overrides: A
     inputs = load_inputs(cfg)
     _check_memo_stages(cfg, inputs.pipeline)
     space = expand(cfg, inputs.pipeline, inputs.scope)
-    _check_resource(cfg, inputs.pipeline)
+    _check_resource(cfg, inputs.pipeline, space)
     return PreparedSearch(inputs=inputs, search_id=_search_id(inputs, cfg), space=space,
                           plan=make_plan(space, inputs.pipeline, cfg.cv.folds, inputs.scope))
 
@@ -93,15 +93,20 @@ def _search_id(inputs: SearchInputs, cfg: SearchConfig) -> str:
     return content_id(inputs.scope, list(cfg.scoring), *halving)
 
 
-def _check_resource(cfg: SearchConfig, pipeline: BaseEstimator) -> None:
-    """A halving resource other than rows must be a parameter of the pipeline that no grid searches."""
+def _check_resource(cfg: SearchConfig, pipeline: BaseEstimator, space: Space) -> None:
+    """A halving resource other than rows must be a parameter of every candidate's pipeline (with the steps it
+    swaps in, such as ``model: [sklearn.ensemble.RandomForestRegressor]``) that no grid searches."""
     halving = cfg.space.halving
     if halving is None or halving.resource == "n_samples":
         return
-    known = list(pipeline.get_params())
-    if halving.resource not in known:
-        raise cfg.error("search.resource", f"{halving.resource!r} is not a parameter of the pipeline{did_you_mean(halving.resource, known)} "
-                        "(give n_samples or a step__param such as model__n_estimators)")
+    steps = step_names(pipeline)
+    for candidate in space.firsts(steps.__contains__, _swapped):
+        swapped = {name: value for name, value in candidate.params.items() if name in steps}
+        known = list(clone(pipeline).set_params(**resolve(swapped, steps)).get_params())
+        if halving.resource not in known:
+            whose = f"the pipeline with {_swapped(swapped)}" if swapped else "the pipeline"
+            raise cfg.error("search.resource", f"{halving.resource!r} is not a parameter of {whose}{did_you_mean(halving.resource, known)} "
+                            "(give n_samples or a step__param such as model__n_estimators)")
     if any(halving.resource in grid for grid in cfg.space.grids):
         raise cfg.error("search.resource", f"{halving.resource!r} is also searched in search.params: the rounds set it; remove it there")
     if halving.max_resources == "auto":
@@ -114,3 +119,8 @@ def _check_memo_stages(cfg: SearchConfig, pipeline: BaseEstimator) -> None:
         if stage not in known:
             allowed = ", ".join(known) if known else "none: the pipeline has no step before its final estimator"
             raise cfg.error("cache.stages", f"unknown stage {stage!r}{did_you_mean(stage, known)} (raw stages: {allowed})")
+
+
+def _swapped(steps: dict[str, Any]) -> str:
+    """``model=RandomForestRegressor``: the whole steps a candidate swaps in."""
+    return " ".join(f"{name}={str(value).rpartition('.')[2]}" for name, value in steps.items())

@@ -64,10 +64,39 @@ def test_a_grid_search_of_the_same_config_has_another_log(write_config: Callable
     ({**HALVING, "resource": "model__alpha", "max_resources": 10}, "search.resource: 'model__alpha' is also searched"),
     ({**HALVING, "resource": "model__max_iter"}, "search.max_resources: give the largest model__max_iter"),
     ({**HALVING, "factor": 1}, "search.factor: expected"),
+    ({**HALVING, "resource": "model__n_estimators", "max_resources": 9}, "search.resource: 'model__n_estimators' is not a parameter of the pipeline"),
 ])
 def test_bad_halving_settings_are_refused_before_any_work(config_file: Callable[..., Path], search: dict[str, object], problem: str) -> None:
     with pytest.raises(gridsearch.ConfigError, match=problem.replace("(", r"\(")):
         prepare_search(config_file(search={"params": GRID, **search}))
+
+
+FORESTS = {"model": ["sklearn.ensemble.RandomForestRegressor"], "model__random_state": [0], "model__max_depth": [3, 6, 9]}
+TREES = {**HALVING, "resource": "model__n_estimators", "min_resources": 2, "max_resources": 8}
+
+
+def test_a_resource_of_the_model_every_candidate_swaps_in_scores_as_scikit_learn(write_config: Callable[..., Path]) -> None:
+    """The pipeline keeps Ridge; every candidate swaps a forest in, so model__n_estimators is every candidate's parameter.
+
+    Scikit-learn checks the resource on its base estimator: it gets the forest the candidates set (their own, each time)."""
+    path = write_config(search={"params": FORESTS, **TREES})
+    result = gridsearch.run(path, progress=False)
+    search = prepare_search(path)
+    steps = step_names(search.pipeline)
+    grid = [{name: [value] for name, value in resolve(candidate.params, steps).items()} for candidate in search.candidates]
+    base = clone(search.pipeline).set_params(**resolve({"model": FORESTS["model"][0]}, steps))
+    theirs = HalvingGridSearchCV(base, grid, factor=2, resource="model__n_estimators", min_resources=2, max_resources=8,
+                                 cv=list(search.dataset.folds), scoring="neg_root_mean_squared_error", refit=False,
+                                 random_state=3).fit(search.dataset.X, search.dataset.y)
+    ours = result.cv_results
+    np.testing.assert_array_equal(ours["n_resources"].to_numpy(), theirs.cv_results_["n_resources"])
+    np.testing.assert_allclose(ours["mean_test_neg_root_mean_squared_error"], theirs.cv_results_["mean_test_score"], rtol=0, atol=1e-9)
+
+
+def test_a_resource_some_candidates_lack_is_refused_naming_their_steps(config_file: Callable[..., Path]) -> None:
+    grids = [FORESTS, {"model": ["sklearn.linear_model.Ridge"], "model__alpha": [1.0, 10.0]}]
+    with pytest.raises(gridsearch.ConfigError, match="'model__n_estimators' is not a parameter of the pipeline with model=Ridge"):
+        prepare_search(config_file(search={"params": grids, **TREES}))
 
 
 def test_top_show_and_export_read_any_round(write_config: Callable[..., Path], cli: Callable[..., tuple[int, str, str]],
