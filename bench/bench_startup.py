@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 REPO = Path(__file__).resolve().parent.parent
 MARKS_ENV = "BENCH_STARTUP_MARKS"
@@ -161,14 +161,15 @@ def _cpu(seconds: Sequence[float]) -> str:
 # In the measured process -----------------------------------------------------------------
 
 
-def _child(argv: list[str]) -> int:
+def _child(argv: list[str]) -> NoReturn:
     """Run the CLI with :data:`HOOKS` noting times to ``$BENCH_STARTUP_MARKS``."""
     sys.meta_path.insert(0, _MarkingFinder())
+    from gridsearch.cli import exit_now
     from gridsearch.cli import main as cli_main
 
     code = cli_main(argv)
     _mark(RETURNED)
-    return code
+    exit_now(code)  # as python -m gridsearch ends
 
 
 def _mark(name: str) -> None:
@@ -228,5 +229,5 @@ def _closing_marked(open_client: Callable[..., Any]) -> Callable[..., Any]:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        raise SystemExit(_child(sys.argv[2:]))
+        _child(sys.argv[2:])
     raise SystemExit(main())

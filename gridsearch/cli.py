@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from gridsearch.search.config import SearchConfig
@@ -112,6 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # before a search had a log (starting, validating): nothing to resume
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process with ``status`` once a command is done, without the interpreter's teardown.
+
+    Every log, client and cluster is closed by then: the exit handlers run (weakref finalizers,
+    logging, multiprocessing), then the process leaves without tearing down the ~1 000 modules a
+    search imports, which took 0.3-0.5 s between the summary and the prompt.
+    """
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _run(args: argparse.Namespace) -> int:

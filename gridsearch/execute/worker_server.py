@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 METHOD = "forkserver"  # distributed.worker.multiprocessing-method of the LocalCluster
 TASKS_MODULE = "gridsearch.execute.tasks"  # imports what every fit task needs
-PRELOAD = ("distributed", TASKS_MODULE)
+PRELOAD = ("distributed", TASKS_MODULE, "gridsearch.execute.fork_server_exit")
 _starting = threading.Lock()
 _started = threading.Event()  # once set, later calls only make sure it runs (restarted plainly, if it died, by multiprocessing)
 
