@@ -146,5 +146,5 @@ def _why_not(setup: FitSetup, item: FitItem) -> str | None:
         return "the pipeline is fitted whole, its prefix not shared (a custom scorer, or fit params not for one step)"
     if item.n_estimators is None:
         return "not a forest or a gradient boosting without early stopping"
-    estimator = final_estimator(setup.pipeline, setup.final_step, resolve(item.params, setup.steps))
+    estimator = final_estimator(setup, resolve(item.params, setup.steps))
     return why_not_grown(estimator)

@@ -357,3 +357,31 @@ def test_fit_batch_without_a_prefix_shares_a_forest_fit() -> None:
     assert [(record.candidate_id, record.shared_fit) for record in records] == [("n6", None), ("n2", "n6")]
     for record, n in zip(records, (6, 2)):
         assert record.scores == _scores(RandomForestRegressor(n_estimators=n, random_state=0).fit(X_train, y_train), X_test, y_test)
+
+
+_ONE_STEP = Pipeline([("model", Ridge())])
+_NESTED = Pipeline([("model", Pipeline([("inner", Ridge())]))])
+
+
+@pytest.mark.parametrize(("pipeline", "params"), [
+    (_ONE_STEP, {"model__alpha": 3.0, "model__fit_intercept": False}),
+    (_ONE_STEP, {"model": "sklearn.linear_model.Lasso", "model__alpha": 3.0}),
+    (_NESTED, {"model__inner__alpha": 3.0}),
+], ids=["step-params", "step-swapped", "nested-pipeline"])
+def test_fit_batch_sets_a_whole_pipelines_params_as_its_set_params_does(pipeline: Pipeline, params: dict[str, Any]) -> None:
+    """A pipeline fitted whole gets its candidate's params as ``Pipeline.set_params`` sets them."""
+    dataset = _numeric_dataset()
+    plan = make_plan([Candidate("c", params)], pipeline, 3, scope="set-params")
+    (record,) = fit_batch(dataset, 0, plan.groups[0].families, FitSetup.of(pipeline, RecordStamp("s", "f", None, None, "0", SCORING)))
+    X_train, y_train, X_test, y_test = dataset.fold(0)
+    expected = clone(pipeline).set_params(**resolve(params, step_names(pipeline))).fit(X_train, y_train)
+    assert record.status is Status.OK and record.scores == _scores(expected, X_test, y_test)
+
+
+def test_fit_batch_refuses_an_unknown_step_param_as_pipeline_set_params_does() -> None:
+    """An unknown parameter of a step is the candidate's error, with scikit-learn's own message."""
+    plan = make_plan([Candidate("c", {"model__alfa": 3.0})], _ONE_STEP, 3, scope="set-params")
+    (record,) = fit_batch(_numeric_dataset(), 0, plan.groups[0].families, FitSetup.of(_ONE_STEP, RecordStamp("s", "f", None, None, "0", SCORING)))
+    with pytest.raises(ValueError, match="alfa") as raised:
+        clone(_ONE_STEP).set_params(model__alfa=3.0)
+    assert record.status is Status.ERROR and record.error == f"ValueError: {raised.value}"
