@@ -44,8 +44,7 @@ _ALONE_ATTEMPTS = 3  # runs of a family alone when its inputs, not the family, k
 # tasks, so over a long search the client's memory grew by ~1 MB per 1 000 fits until that many were kept.
 _SENT_MESSAGES_KEPT = {"distributed.admin.low-level-log-length": 50}
 GROUPS_AHEAD = 1  # groups whose prefixes are computed before their fits are due (bounded: each holds its folds' data)
-INPUT_PRIORITY = 1  # Dask priority of the data and of the current group's raw stages and prefixes: above the fits' default 0
-AHEAD_PRIORITY = -1  # Dask priority of the inputs of groups ahead: below the fits, computed when a worker has no fit to run
+INPUT_PRIORITY = 1  # Dask priority of data, raw stage and prefix tasks: above the fits' default 0
 UNKNOWN_TASK_SECONDS = 1.0  # a fit task's estimated cost before any of its kind has been measured
 
 
@@ -312,13 +311,11 @@ class _Spread:
 class _Inputs:
     """The data, raw stage and prefix tasks fits read from, submitted ahead of the fits that read them.
 
-    When the fits reach a group, the prefixes of that group (if not yet submitted, at
-    :data:`INPUT_PRIORITY`, before its fits) and of the next :data:`GROUPS_AHEAD` groups (at
-    :data:`AHEAD_PRIORITY`) are submitted with their raw stages: the first fits start as soon
-    as their own inputs are ready, and a worker with no fit left to run computes the next
-    group's inputs, so they are ready or on their way when its fits are due. A prefix is kept
-    until the fits move past its group, a raw stage until they move past the last group that
-    reads it.
+    When the fits reach a group, the prefixes of that group and of the next
+    :data:`GROUPS_AHEAD` groups are submitted (with their raw stages), at
+    :data:`INPUT_PRIORITY`: a worker computes the next group's inputs before more fits, so
+    they are ready when its fits are due. A prefix is kept until the fits move past its group,
+    a raw stage until they move past the last group that reads it.
     """
 
     def __init__(self, client: Client, work: SearchWork) -> None:
@@ -356,20 +353,19 @@ class _Inputs:
     def _prep(self, index: int, fold: int, watch: Callable[[Future, RawStage], None]) -> Future:
         if (index, fold) not in self._preps:
             group = self._work.plan.groups[index]
-            priority = INPUT_PRIORITY if index == self._group else AHEAD_PRIORITY
-            stages = {stage.path: self._stage(stage, fold, watch, priority) for stage in group.stages}
+            stages = {stage.path: self._stage(stage, fold, watch) for stage in group.stages}
             self._preps[(index, fold)] = self._client.submit(prepare, self._data, fold, self._work.pipeline, group.params, stages,
-                                                             key=f"prep-{group.id}-{fold}", pure=False, priority=priority)
+                                                             key=f"prep-{group.id}-{fold}", pure=False, priority=INPUT_PRIORITY)
         return self._preps[(index, fold)]
 
-    def _stage(self, stage: RawStage, fold: int, watch: Callable[[Future, RawStage], None], priority: int) -> Future:
+    def _stage(self, stage: RawStage, fold: int, watch: Callable[[Future, RawStage], None]) -> Future:
         if (fold, stage.id) not in self._stages:
             work = self._work
             key = f"stage-{content_id(work.stamp.search_id, fold, stage.id)}"
             self._stages[(fold, stage.id)] = future = self._client.submit(
                 run_stage, self._data, fold, stage, f"{work.rows_id}-{fold}", work.memo_for(stage), key=key, pure=False,
-                priority=priority)
-            watch(self._client.submit(stage_summary, future, key=f"info-{key}", pure=False, priority=priority), stage)
+                priority=INPUT_PRIORITY)
+            watch(self._client.submit(stage_summary, future, key=f"info-{key}", pure=False, priority=INPUT_PRIORITY), stage)
         return self._stages[(fold, stage.id)]
 
 

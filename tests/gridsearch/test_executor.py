@@ -164,11 +164,10 @@ def _scores(client: Client, path: Path) -> dict[tuple[str, int], Any]:
     return scores
 
 
-def _settled(read: Callable[[], Any], expected: Any, until: Callable[[Any], bool] | None = None) -> Any:
-    """What ``read()`` returns once it equals ``expected`` (or ``until`` it is true) or after 5 s: the client drops
-    released futures, and the scheduler learns of submitted ones, a moment later."""
+def _settled(read: Callable[[], Any], expected: Any) -> Any:
+    """What ``read()`` returns once it equals ``expected`` or after 5 s: the client drops released futures a moment later."""
     for _ in range(50):
-        if (until or (lambda got: got == expected))(value := read()):
+        if (value := read()) == expected:
             break
         time.sleep(0.1)
     return value
@@ -206,29 +205,6 @@ def test_prefixes_of_the_next_group_are_submitted_ahead_and_released_once_passed
     assert groups == 4 and ahead >= 1 and len(expected[0][1]) > len(expected[-1][1]) > 0  # some stages are released
     assert held == expected
     assert left == []
-
-
-def test_the_current_groups_inputs_go_before_the_fits_and_the_next_groups_after(tmp_path: Path, cluster_address: str) -> None:
-    """The first fits wait only for their own group's prefixes; a worker computes the next group's when no fit is left to run."""
-    search = gridsearch.prepare_search(_write(tmp_path, cluster_address, **GROUPS(tmp_path)))
-    group_of = {group.id: index for index, group in enumerate(search.plan.groups)}
-    first = next(iter(fit_batches(search.plan, lambda candidate, fold: True, FitCosts())))
-    with Client(cluster_address) as client:
-        inputs = executor._Inputs(client, search_work(search))
-        infos: list[Any] = []
-        inputs.source(first, lambda future, stage: infos.append(future))
-        submitted = 2 * search.plan.folds  # this group's and the next one's, on every fold
-        priorities = _settled(lambda: client.run_on_scheduler(_user_priorities, prefix="prep-"), None, until=lambda got: len(got) == submitted)
-        del inputs
-        infos.clear()
-    by_group = {group_of[key.removeprefix("prep-").rsplit("-", 1)[0]]: priority for key, priority in priorities.items()}
-    assert first.group_index == 0 and set(by_group) == {0, 1}
-    assert by_group[0] == executor.INPUT_PRIORITY > 0 > executor.AHEAD_PRIORITY == by_group[1]  # a fit's priority is 0
-
-
-def _user_priorities(dask_scheduler: Any, prefix: str) -> dict[str, int]:
-    """The priority each task of ``prefix`` was submitted with (the scheduler keeps its negative first)."""
-    return {key: -task.priority[0] for key, task in dask_scheduler.tasks.items() if isinstance(key, str) and key.startswith(prefix)}
 
 
 def test_prefetching_changes_no_score_and_leaves_nothing_on_the_scheduler(
